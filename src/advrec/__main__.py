@@ -1,0 +1,3 @@
+from advrec.cli import main
+
+main()

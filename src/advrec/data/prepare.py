@@ -1,0 +1,102 @@
+"""From a data set name to a ready (train, test[, valid]) split: the recipe runs record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from advrec.data import datasets, filters, splits
+from advrec.data.splits import Split
+from advrec.errors import ConfigError
+
+SPLITS = ("auto", "predefined", "leave-one-out", "holdout", "temporal")
+VALIDATION = ("none", "leave-one-out", "holdout")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Everything that determines a split: data set, filters, split method, ratios and seed.
+
+    ``split="auto"`` takes the data set's own split when it comes pre-split (e.g. movielens-500's
+    leave-one-out, ml-1m-implicit's hold-out) and leave-one-out otherwise. ``valid`` carves a
+    validation set out of the training part (for early stopping), never out of test.
+    """
+
+    dataset: str = "movielens-500"
+    split: str = "auto"
+    test_ratio: float = 0.2
+    valid: str = "none"
+    valid_ratio: float = 0.1
+    binarize: float | None = None
+    min_user_count: int = 0
+    min_item_count: int = 0
+    fold: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
+        if self.valid not in VALIDATION:
+            raise ConfigError(
+                f"unknown validation split {self.valid!r}; expected one of {', '.join(VALIDATION)}"
+            )
+        for name in ("test_ratio", "valid_ratio"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(
+                    f"{name} must lie strictly between 0 and 1, got {getattr(self, name)}"
+                )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prepare(spec: DataSpec) -> Split:
+    """Load, filter and split as ``spec`` says; every part shares one id space."""
+    info = datasets.info(spec.dataset)
+    presplit = info.presplit
+    method = spec.split
+    if method == "auto":
+        method = "predefined" if presplit else "leave-one-out"
+    if method == "predefined":
+        if not presplit:
+            raise ConfigError(
+                f"data set {spec.dataset!r} has no predefined split; use "
+                f"--split leave-one-out, holdout or temporal"
+            )
+        kwargs = {"fold": spec.fold} if spec.fold else {}
+        train, test = datasets.load_split(spec.dataset, **kwargs)
+        train, test = _filter_pair(train, test, spec)
+    else:
+        data = _filter(datasets.load(spec.dataset), spec)
+        if method == "leave-one-out":
+            train, test = splits.leave_one_out(data, seed=spec.seed)
+        elif method == "holdout":
+            train, test = splits.random_holdout(data, test_ratio=spec.test_ratio, seed=spec.seed)
+        else:
+            train, test = splits.temporal_split(data, test_ratio=spec.test_ratio, drop_cold=True)
+    valid = None
+    if spec.valid != "none":
+        method = "leave_one_out" if spec.valid == "leave-one-out" else "random"
+        train, valid = splits.validation_split(
+            train, method=method, ratio=spec.valid_ratio, seed=spec.seed
+        )
+    return Split(train, test, valid)
+
+
+def _filter(data, spec: DataSpec):
+    if spec.binarize is not None:
+        data = filters.binarize(data, threshold=spec.binarize)
+    if spec.min_user_count or spec.min_item_count:
+        data = filters.k_core(data, user_k=spec.min_user_count, item_k=spec.min_item_count)
+    return data
+
+
+def _filter_pair(train, test, spec: DataSpec):
+    if spec.binarize is not None:
+        train = filters.binarize(train, threshold=spec.binarize)
+        test = filters.binarize(test, threshold=spec.binarize)
+    if spec.min_user_count or spec.min_item_count:
+        raise ConfigError(
+            "k-core filtering of a predefined split is not supported: it would "
+            "change the published protocol"
+        )
+    return train, test

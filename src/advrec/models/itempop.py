@@ -1,0 +1,30 @@
+"""ItemPop: every user gets the items with the most training interactions (the baseline to beat)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from advrec.data.interactions import Interactions
+from advrec.models.base import Recommender
+
+
+class ItemPop(Recommender):
+    """Scores item i by its number of training interactions, the same for every user."""
+
+    name = "itempop"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def _fit(self, train: Interactions, **kwargs) -> None:
+        self.popularity_ = torch.from_numpy(train.item_counts.astype(np.float32))
+
+    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.popularity_.expand(len(users), -1).clone()
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"popularity": self.popularity_}
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.popularity_ = state["popularity"].float()

@@ -240,13 +240,14 @@ def evaluate(
 
 
 def _print_summary(results: dict[str, dict[str, float]], title: str) -> None:
+    """One row per metric, one column per model (fits a narrow terminal)."""
     metrics = list(next(iter(results.values())).keys())
     table = Table(title=title)
-    table.add_column("model")
+    table.add_column("metric")
+    for name in results:
+        table.add_column(name, justify="right")
     for m in metrics:
-        table.add_column(m, justify="right")
-    for name, summary in results.items():
-        table.add_row(name, *(f"{summary[m]:.4f}" for m in metrics))
+        table.add_row(m, *(f"{summary.get(m, float('nan')):.4f}" for summary in results.values()))
     out.print(table)
 
 
@@ -254,7 +255,7 @@ def _print_summary(results: dict[str, dict[str, float]], title: str) -> None:
 @app.command()
 def demo(
     epochs: Annotated[int, typer.Option(help="Epochs of the tutorial's BPR-MF run.")] = 5,
-    max_epochs: Annotated[int, typer.Option(help="Epoch limit of the early-stopped run.")] = 200,
+    max_epochs: Annotated[int, typer.Option(help="Epoch limit of the early-stopped run.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -270,13 +271,14 @@ def demo(
         torch.manual_seed(seed)
         parts = prepare(DataSpec(dataset="movielens-500"))
         fit_part = prepare(DataSpec(dataset="movielens-500", valid="leave-one-out", seed=seed))
-        ev = Evaluator(parts.train, parts.test, ks=(10, 100), metrics=("hr", "ndcg", "auc"))
+        ev = Evaluator(parts.train, parts.test, ks=(10, 100), metrics=("hr", "ndcg", "auc"),
+                       coverage=False)
         results, notes = {}, []
         results["ItemPop"] = ev.evaluate(ItemPop().fit(parts.train)).summary
         t0 = time.perf_counter()
         bpr = BPRMF(epochs=epochs, seed=seed).fit(parts.train, progress=not quiet and None)
         notes.append(f"BPR-MF ({epochs} epochs): {time.perf_counter() - t0:.1f} s")
-        results[f"BPR-MF, {epochs} epochs (tutorial)"] = ev.evaluate(bpr).summary
+        results[f"BPR-MF {epochs} ep."] = ev.evaluate(bpr).summary
         validator = Evaluator(fit_part.train, fit_part.valid, ks=(100,), metrics=("ndcg",),
                               coverage=False)
         t0 = time.perf_counter()
@@ -285,8 +287,9 @@ def demo(
             progress=not quiet and None)
         notes.append(f"BPR-MF early-stopped: best epoch {best.best_epoch_} of "
                      f"{len(best.history_)} run, {time.perf_counter() - t0:.1f} s")
-        results["BPR-MF, early stopping"] = ev.evaluate(best).summary
+        results["BPR-MF early-stopped"] = ev.evaluate(best).summary
         _print_summary(results, title="movielens-500, leave-one-out, full ranking")
+        notes.append("the tutorial reports HR@100 0.29, nDCG@100 0.07, AUC 0.82 after 5 epochs")
         for n in notes:
             out.print(n)
 

@@ -184,8 +184,10 @@ class BPRMF(Recommender):
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.epochs < 0:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
-        if self.reg < 0 or self.init_std <= 0:
-            raise ConfigError("reg must be >= 0 and init_std > 0")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.reg < 0 or self.init_std <= 0 or self.initial_accumulator < 0:
+            raise ConfigError("reg and initial_accumulator must be >= 0 and init_std > 0")
         check_optimizer(self.optimizer)
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; expected one of {BACKENDS}")

@@ -89,7 +89,7 @@ def _apply(param, grad, acc, count, rows, n_rows, lr, reg, opt, mark):
 def bpr_epoch(
     P, Q, users, pos, neg, batch_size, lr, reg, opt, acc_p, acc_q, adv_eps, adv_reg, work
 ):
-    """One epoch over the given triples in order; returns the summed clean BPR loss."""
+    """One epoch over the given triples in order; returns the summed clean loss (BPR + L2)."""
     g_p, g_q, dp, dq, cnt_u, cnt_i, mark_u, mark_i, rows_u, rows_i = work
     n, d = len(users), P.shape[1]
     total = 0.0
@@ -106,9 +106,11 @@ def bpr_epoch(
             cnt_i[i] += 1
             cnt_i[j] += 1
             x = 0.0
+            sq = 0.0
             for k in range(d):
                 x += P[u, k] * (Q[i, k] - Q[j, k])
-            total += _softplus(-x)
+                sq += P[u, k] * P[u, k] + Q[i, k] * Q[i, k] + Q[j, k] * Q[j, k]
+            total += _softplus(-x) + reg * sq
             g = -_sigmoid(-x)
             for k in range(d):
                 pu = P[u, k]

@@ -55,7 +55,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except AdvrecError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the width
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -1,0 +1,36 @@
+"""Evaluation: rank metrics, the chunked `Evaluator` (full or sampled ranking), significance."""
+
+from advrec.evaluation.evaluator import PROTOCOLS, EvaluationResult, Evaluator
+from advrec.evaluation.metrics import (
+    ALL_METRICS,
+    PAD,
+    RANK_METRICS,
+    auc,
+    average_precision,
+    hit_ratio,
+    mrr,
+    ndcg,
+    precision,
+    rank_metrics,
+    recall,
+)
+from advrec.evaluation.significance import compare_results, paired_test
+
+__all__ = [
+    "ALL_METRICS",
+    "PAD",
+    "PROTOCOLS",
+    "RANK_METRICS",
+    "EvaluationResult",
+    "Evaluator",
+    "auc",
+    "average_precision",
+    "compare_results",
+    "hit_ratio",
+    "mrr",
+    "ndcg",
+    "paired_test",
+    "precision",
+    "rank_metrics",
+    "recall",
+]

@@ -43,6 +43,28 @@ class SplitName(str, Enum):
     temporal = "temporal"
 
 
+class AttackMethod(str, Enum):
+    fgsm = "fgsm"
+    random = "random"
+    pgd = "pgd"
+
+
+class Block(str, Enum):
+    user = "user"
+    item = "item"
+    both = "both"
+
+
+class Norm(str, Enum):
+    l2 = "l2"
+    linf = "linf"
+
+
+class TargetMode(str, Enum):
+    push = "push"
+    nuke = "nuke"
+
+
 class ValidName(str, Enum):
     none = "none"
     leave_one_out = "leave-one-out"
@@ -137,13 +159,19 @@ def train(
     optimizer: Annotated[str, typer.Option(help="adagrad, adam or sgd.")] = "adagrad",
     reg: Annotated[float, typer.Option(help="L2 regularisation on the batch's embeddings.")] = 0.0,
     backend: Annotated[str, typer.Option(help="auto, numba (compiled CPU epoch) or torch.")] = "auto",
+    adversarial: Annotated[str | None, typer.Option(help="Adversarial training: 'apr' (He et al. SIGIR'18); same as MODEL apr.")] = None,
+    eps: Annotated[float, typer.Option(help="APR: perturbation size ε (per embedding row, L2).")] = 0.5,
+    adv_reg: Annotated[float, typer.Option(help="APR: weight λ of the adversarial loss (0 = plain BPR-MF).")] = 1.0,
+    adv_start: Annotated[int, typer.Option(help="APR: plain BPR epochs before the adversarial term switches on.")] = 0,
+    init: Annotated[Path | None, typer.Option(help="Start from a saved BPR-MF/APR model folder (e.g. APR after BPR).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, sampling and splits.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: CUDA when present).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the test metrics as one JSON object.")] = False,
 ) -> None:
-    """Train MODEL on a data set split and save it to --out (then evaluate it on test)."""
+    """Train MODEL (bprmf, apr, itempop) on a data set split and save it to --out, then evaluate
+    it on test. `--adversarial apr` turns BPR-MF into APR."""
     from advrec.data.prepare import DataSpec, prepare
     from advrec.evaluation import Evaluator
     from advrec.models import get_model
@@ -154,10 +182,15 @@ def train(
                         binarize=binarize, valid=valid.value, valid_ratio=valid_ratio, seed=seed)
         if patience is not None and spec.valid == "none":
             raise _config_error("--patience needs a validation split (--valid leave-one-out or holdout)")
+        if adversarial is not None:
+            if adversarial.lower() != "apr" or model.lower() not in ("bprmf", "apr"):
+                raise _config_error(f"--adversarial {adversarial!r}: only 'apr' on bprmf is known")
+            model = "apr"
         parts = prepare(spec)
         cls = get_model(model)
         params = dict(n_factors=dim, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                      lr=lr, reg=reg, patience=patience, backend=backend, device=device, seed=seed)
+                      lr=lr, reg=reg, patience=patience, backend=backend, device=device, seed=seed,
+                      eps=eps, adv_reg=adv_reg, adv_start_epoch=adv_start)
         known = cls._param_names()
         rec = cls(**{k: v for k, v in params.items() if k in known})
         fit_kw = {}
@@ -168,6 +201,10 @@ def train(
                 validator = Evaluator(parts.train, parts.valid, ks=_ks_of(metric_name),
                                       metrics=(metric_name.split("@")[0],), coverage=False)
                 fit_kw["validate"] = lambda m: validator.evaluate(m).summary[metric_name]
+        if init is not None:
+            from advrec.models import BPRMF
+
+            fit_kw["init_from"] = BPRMF.load(init, device=device)
         t0 = time.perf_counter()
         rec.fit(parts.train, **fit_kw)
         fit_seconds = time.perf_counter() - t0
@@ -217,18 +254,7 @@ def evaluate(
 
     with _errors():
         manifest = read_manifest(model_dir)
-        run = manifest.get("extra", {}).get("run")
-        if run is None:
-            raise _config_error(f"{model_dir}: no run.json recipe in the manifest; it was not "
-                                f"written by `advrec train`")
-        data = dict(run["data"])
-        if dataset:
-            data["dataset"] = dataset
-        parts = prepare(DataSpec(**data))
-        rec = load_model(model_dir, device=device)
-        if (rec.n_users_, rec.n_items_) != parts.train.shape:
-            raise _config_error(f"{model_dir} was trained on {rec.n_users_} users × {rec.n_items_} "
-                                f"items, the data has {parts.train.n_users} × {parts.train.n_items}")
+        rec, parts = _load_with_data(model_dir, load_model, prepare, DataSpec, dataset, device)
         ev = Evaluator(parts.train, parts.test, ks=tuple(k), protocol=protocol.value,
                        n_negatives=negatives, seed=seed)
         result = ev.evaluate(rec)
@@ -236,7 +262,104 @@ def evaluate(
             print(json.dumps(result.summary))
         else:
             _print_summary({manifest["model"]: result.summary},
-                           title=f"{data['dataset']}, test ({result.protocol})")
+                           title=f"{parts.train.name}, test ({result.protocol})")
+
+
+@app.command()
+def attack(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `advrec train` (bprmf or apr).")],
+    method: Annotated[AttackMethod, typer.Option(help="fgsm (one gradient step), random (noise of the same norm), pgd (iterative, projected).")] = AttackMethod.fgsm,
+    eps: Annotated[float, typer.Option(help="Perturbation size ε: the L2 norm of every perturbed row (or the L∞ bound).")] = 0.5,
+    block: Annotated[Block, typer.Option(help="Which parameter block to perturb.")] = Block.both,
+    norm: Annotated[Norm, typer.Option(help="l2: ε·g/‖g‖ per row (APR); linf: ε·sign(g) (Goodfellow et al.).")] = Norm.l2,
+    steps: Annotated[int, typer.Option(help="pgd: number of steps.")] = 10,
+    step_size: Annotated[float | None, typer.Option(help="pgd: step size (default 2.5·ε/steps).")] = None,
+    targets: Annotated[str | None, typer.Option(help="Comma-separated raw item ids: a targeted attack that pushes (or nukes) these items.")] = None,
+    mode: Annotated[TargetMode, typer.Option(help="Targeted attacks: push the targets up or nuke them down.")] = TargetMode.push,
+    k: Annotated[list[int], typer.Option("--k", help="Cutoffs (repeat: --k 10 --k 100).")] = [100],  # noqa: B006
+    seed: Annotated[int, typer.Option(help="Seed for the attack's sampled negatives and random noise.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Perturb a trained model's parameters and report metrics before/after with relative
+    changes and paired p-values over users (targeted: the targets' hit ratio too)."""
+    from advrec.data.prepare import DataSpec, prepare
+    from advrec.evaluation import Evaluator, attack_and_evaluate, target_hit_ratio
+    from advrec.models import load_model
+
+    with _errors():
+        rec, parts = _load_with_data(model_dir, load_model, prepare, DataSpec)
+        ev = Evaluator(parts.train, parts.test, ks=tuple(k), metrics=("hr", "ndcg", "auc"),
+                       coverage=False)
+        options: dict = {"blocks": block.value, "norm": norm.value, "seed": seed}
+        target_ids = None
+        if targets:
+            raw = [t.strip() for t in targets.split(",") if t.strip()]
+            raw_arr = _coerce_ids(raw, parts.train.item_ids)
+            target_ids = parts.train.item_index(raw_arr)
+            if method == AttackMethod.random:
+                raise _config_error("a random perturbation has no targets")
+            options.update(targets=target_ids, mode=mode.value)
+        if method == AttackMethod.pgd:
+            options.update(steps=steps, step_size=step_size)
+        outcome = attack_and_evaluate(rec, parts.train, ev, method.value, eps, **options)
+        report = {"method": method.value, "eps": eps, "block": block.value, "norm": norm.value,
+                  "before": outcome.before.summary, "after": outcome.after.summary,
+                  "relative_change": outcome.change, "p_value": outcome.p_values}
+        if target_ids is not None:
+            from advrec.attacks import perturb, perturbed_scorer
+
+            delta = perturb(rec, parts.train, method.value, eps, **options)
+            report["targets"] = {
+                "before": target_hit_ratio(rec, parts.train, target_ids, k=min(k)),
+                "after": target_hit_ratio(perturbed_scorer(rec, delta), parts.train,
+                                          target_ids, k=min(k))}
+        if json_out:
+            print(json.dumps(report))
+            return
+        table = Table(title=f"{method.value} ε={eps} on {block.value} ({norm.value})")
+        for col in ("metric", "before", "after", "change", "p-value"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for m, v in outcome.before.summary.items():
+            table.add_row(m, f"{v:.4f}", f"{outcome.after.summary[m]:.4f}",
+                          f"{100 * outcome.change[m]:+.1f}%", f"{outcome.p_values.get(m, float('nan')):.2g}")
+        if "targets" in report:
+            for key in report["targets"]["before"]:
+                if key != "target_pairs":
+                    table.add_row(key, f"{report['targets']['before'][key]:.4f}",
+                                  f"{report['targets']['after'][key]:.4f}", "", "")
+        out.print(table)
+
+
+def _coerce_ids(raw: list[str], ids):
+    """Raw ids typed on the command line, converted to the id map's type (ints stay ints)."""
+    import numpy as np
+
+    if np.issubdtype(np.asarray(ids).dtype, np.integer):
+        try:
+            return np.asarray([int(r) for r in raw], dtype=np.int64)
+        except ValueError:
+            raise _config_error(f"--targets must be integer item ids here, got {raw}") from None
+    return np.asarray(raw)
+
+
+def _load_with_data(model_dir, load_model, prepare, DataSpec, dataset=None, device=None):
+    """A saved model and the split recorded with it (checked to be the same id space)."""
+    from advrec.models.base import read_manifest
+
+    manifest = read_manifest(model_dir)
+    run = manifest.get("extra", {}).get("run")
+    if run is None:
+        raise _config_error(f"{model_dir}: the manifest records no data recipe; it was not "
+                            f"written by `advrec train`")
+    data = dict(run["data"])
+    if dataset:
+        data["dataset"] = dataset
+    parts = prepare(DataSpec(**data))
+    rec = load_model(model_dir, device=device)
+    if (rec.n_users_, rec.n_items_) != parts.train.shape:
+        raise _config_error(f"{model_dir} was trained on {rec.n_users_} users × {rec.n_items_} "
+                            f"items, the data has {parts.train.n_users} × {parts.train.n_items}")
+    return rec, parts
 
 
 def _print_summary(results: dict[str, dict[str, float]], title: str) -> None:
@@ -292,6 +415,59 @@ def demo(
         notes.append("the tutorial reports HR@100 0.29, nDCG@100 0.07, AUC 0.82 after 5 epochs")
         for n in notes:
             out.print(n)
+
+
+@app.command()
+def handson(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, sweep.png and sweep.svg.")] = Path("runs/handson"),
+    dataset: Annotated[str, typer.Option(help="Data set (the tutorial uses movielens-500).")] = "movielens-500",
+    bpr_epochs: Annotated[int, typer.Option(help="BPR-MF epochs before the first attack (tutorial: 5; paper: 1000).")] = 5,
+    apr_epochs: Annotated[int, typer.Option(help="APR epochs, starting from the BPR-MF model (paper: 1000).")] = 100,
+    eps: Annotated[float, typer.Option(help="APR's training ε.")] = 0.5,
+    adv_reg: Annotated[float, typer.Option(help="APR's λ.")] = 1.0,
+    attack_eps: Annotated[float, typer.Option(help="ε of the FGSM attack on each model.")] = 0.5,
+    sweep: Annotated[str, typer.Option(help="Comma-separated ε values of the sweep.")] = "0.05,0.1,0.25,0.5,1,2",
+    k: Annotated[int, typer.Option(help="Cutoff of HR and nDCG.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda … (default: CUDA when present).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+) -> None:
+    """The tutorial's hands-on: train BPR-MF, attack it with FGSM, train APR from it, attack
+    again; then the ε sweep (adversarial vs random, BPR-MF vs APR) as a table and a plot."""
+    from advrec.experiments.handson import (
+        HandsOnConfig,
+        run_handson,
+        stage_table,
+        sweep_table,
+        write_outputs,
+    )
+
+    with _errors():
+        try:
+            sweep_eps = tuple(float(e) for e in sweep.split(",") if e.strip())
+        except ValueError:
+            raise _config_error(f"--sweep must be comma-separated numbers, got {sweep!r}") from None
+        cfg = HandsOnConfig(dataset=dataset, bpr_epochs=bpr_epochs, apr_epochs=apr_epochs,
+                            eps=eps, adv_reg=adv_reg, attack_eps=attack_eps, sweep_eps=sweep_eps,
+                            k=k, seed=seed, device=device)
+        log = (lambda _m: None) if (quiet or json_out) else (lambda m: err.print(m, highlight=False))
+        result = run_handson(cfg, log=log)
+        paths = write_outputs(result, out_dir)
+        if json_out:
+            print(json.dumps(result.to_dict()))
+            return
+        for title, (header, rows) in (
+            (f"{dataset}: FGSM ε={attack_eps} on every stage (full ranking @{k})", stage_table(result)),
+            (f"relative change of nDCG@{k} under perturbation", sweep_table(result)),
+        ):
+            table = Table(title=title)
+            for i, h in enumerate(header):
+                table.add_column(h, justify="left" if i == 0 else "right")
+            for r in rows:
+                table.add_row(*r)
+            out.print(table)
+        out.print(f"plot: {paths['png']} and {paths['svg']}; all numbers: {paths['json']}")
 
 
 def main() -> None:

@@ -14,10 +14,22 @@ from advrec.evaluation.metrics import (
     rank_metrics,
     recall,
 )
+from advrec.evaluation.robustness import (
+    AttackOutcome,
+    attack_and_evaluate,
+    epsilon_sweep,
+    relative_change,
+    target_hit_ratio,
+)
 from advrec.evaluation.significance import compare_results, paired_test
 
 __all__ = [
     "ALL_METRICS",
+    "AttackOutcome",
+    "attack_and_evaluate",
+    "epsilon_sweep",
+    "relative_change",
+    "target_hit_ratio",
     "PAD",
     "PROTOCOLS",
     "RANK_METRICS",

@@ -1,10 +1,11 @@
 """Recommenders: the `Recommender` base and the models, with a registry by name."""
 
+from advrec.models.apr import APR
 from advrec.models.base import Recommender, resolve_device
 from advrec.models.bprmf import BPRMF
 from advrec.models.itempop import ItemPop
 
-MODELS: dict[str, type[Recommender]] = {m.name: m for m in (ItemPop, BPRMF)}
+MODELS: dict[str, type[Recommender]] = {m.name: m for m in (ItemPop, BPRMF, APR)}
 
 
 def get_model(name: str) -> type[Recommender]:
@@ -22,4 +23,5 @@ def load_model(path, device=None) -> Recommender:
     return Recommender.load(path, device=device)
 
 
-__all__ = ["BPRMF", "MODELS", "ItemPop", "Recommender", "get_model", "load_model", "resolve_device"]
+__all__ = ["APR", "BPRMF", "MODELS", "ItemPop", "Recommender", "get_model", "load_model",
+           "resolve_device"]

@@ -17,8 +17,9 @@ from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
 from advrec.errors import ConfigError
 from advrec.models.base import Recommender, resolve_device
+from advrec.training.adversarial import AdversarialRegularizer
 from advrec.training.optim import check_optimizer
-from advrec.training.trainer import Callback, Regularizer, Trainer
+from advrec.training.trainer import Callback, Trainer
 
 BACKENDS = ("auto", "torch", "numba")
 
@@ -49,7 +50,8 @@ class BPRNet(nn.Module):
             rows = rows + perturbation[block][idx]
         return rows
 
-    def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
+             l2: bool = True) -> torch.Tensor:
         """Σ softplus(−(ŷ_ui − ŷ_uj)) over the batch + reg·Σ(‖p_u‖² + ‖q_i‖² + ‖q_j‖²).
 
         The L2 term is on the batch's clean rows (the APR code puts it on the whole tables; with the
@@ -59,8 +61,8 @@ class BPRNet(nn.Module):
         p = self._rows("user", users, perturbation)
         qi = self._rows("item", pos, perturbation)
         qj = self._rows("item", neg, perturbation)
-        loss = F.softplus(-(p * (qi - qj)).sum(1)).sum()
-        if self.reg > 0:
+        loss = F.softplus(-(p * (qi - qj)).sum(-1)).sum()
+        if l2 and self.reg > 0:
             clean = (
                 F.embedding(users, self.user, sparse=True),
                 F.embedding(pos, self.item, sparse=True),
@@ -68,6 +70,12 @@ class BPRNet(nn.Module):
             )
             loss = loss + self.reg * sum((t * t).sum() for t in clean)
         return loss
+
+    def pair_scores(self, users: torch.Tensor, items: torch.Tensor,
+                    perturbation: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """ŷ_ui for aligned (broadcastable) user and item index tensors, optionally perturbed."""
+        return (self._rows("user", users, perturbation) *
+                self._rows("item", items, perturbation)).sum(-1)
 
     def score(
         self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
@@ -82,51 +90,35 @@ class BPRNet(nn.Module):
 
 
 class NumbaBPRRunner:
-    """The compiled CPU epoch (see `advrec.training.bpr_kernel`); optional APR term built in."""
+    """The compiled CPU epoch (see `advrec.training.bpr_kernel`), with APR's term built in when the
+    trainer's adversarial regulariser is switched on for the epoch."""
 
-    def __init__(self, net: BPRNet, trainer: Trainer, adv_eps: float = 0.0, adv_reg: float = 0.0):
+    def __init__(self, net: BPRNet, trainer: Trainer):
         from advrec.training import bpr_kernel
 
         self.kernel = bpr_kernel
         self.net, self.trainer = net, trainer
-        self.adv_eps, self.adv_reg = float(adv_eps), float(adv_reg)
         n_users, dim = net.user.shape
         n_items = net.item.shape[0]
-        self.opt = bpr_kernel.ADAGRAD if trainer.optimizer == "adagrad" else bpr_kernel.SGD
+        adagrad = trainer.optimizer == "adagrad"
+        self.opt = bpr_kernel.ADAGRAD if adagrad else bpr_kernel.SGD
         init = trainer.initial_accumulator
-        self.acc_p = (
-            torch.full((n_users, dim), init)
-            if self.opt == bpr_kernel.ADAGRAD
-            else torch.zeros(1, 1)
-        )
-        self.acc_q = (
-            torch.full((n_items, dim), init)
-            if self.opt == bpr_kernel.ADAGRAD
-            else torch.zeros(1, 1)
-        )
-        self.work = bpr_kernel.make_workspace(
-            n_users, n_items, dim, trainer.batch_size, adversarial=self.adv_reg > 0
-        )
+        self.acc_p = torch.full((n_users, dim), init) if adagrad else torch.zeros(1, 1)
+        self.acc_q = torch.full((n_items, dim), init) if adagrad else torch.zeros(1, 1)
+        self.work = bpr_kernel.make_workspace(n_users, n_items, dim, trainer.batch_size,
+                                              adversarial=trainer.regularizer is not None)
 
     def run_epoch(self, sampler: UniformSampler) -> float:
         users, pos, neg = sampler.triples()
+        adv = self.trainer.active_regularizer
+        eps, reg = (adv.eps, adv.reg) if adv is not None else (0.0, 0.0)
+        blocks = adv.blocks if adv is not None else ()
         with torch.no_grad():
             total = self.kernel.bpr_epoch(
-                self.net.user.data.numpy(),
-                self.net.item.data.numpy(),
-                users,
-                pos,
-                neg,
-                self.trainer.batch_size,
-                self.trainer.lr,
-                self.net.reg,
-                self.opt,
-                self.acc_p.numpy(),
-                self.acc_q.numpy(),
-                self.adv_eps,
-                self.adv_reg,
-                self.work,
-            )
+                self.net.user.data.numpy(), self.net.item.data.numpy(), users, pos, neg,
+                self.trainer.batch_size, self.trainer.lr, self.net.reg, self.opt,
+                self.acc_p.numpy(), self.acc_q.numpy(), eps, reg,
+                "user" in blocks, "item" in blocks, self.work)
         return total / max(len(users), 1)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -227,32 +219,34 @@ class BPRMF(Recommender):
         resume: bool = False,
         progress: bool | None = None,
         init_from: BPRMF | None = None,
-        regularizer: Regularizer | None = None,
-        adversarial: dict | None = None,
-        start_epoch: int = 0,
     ) -> None:
         """Train; ``validate(model) -> float`` drives early stopping (with ``patience``).
 
-        ``init_from`` starts from another fitted BPR-MF's weights (e.g. APR after BPR).
-        ``adversarial={"eps": ε, "reg": λ}`` adds APR's term inside the compiled epoch;
-        ``regularizer`` adds an extra term on the PyTorch path.
+        ``init_from`` starts from another fitted BPR-MF's embeddings (e.g. APR after BPR; the
+        optimiser state starts fresh, as in the APR code).
         """
         self._check_params()
+        regularizer = self._regularizer()
         backend = self.resolved_backend()
-        if regularizer is not None and backend == "numba":
-            backend = "torch" if self.backend == "auto" else backend
-            if backend == "numba":
-                raise ConfigError("a custom regularizer needs backend 'torch'")
-        device = resolve_device(self.device)
+        if regularizer is not None and backend == "numba" and regularizer.norm != "l2":
+            if self.backend == "numba":
+                raise ConfigError("the compiled epoch supports the l2 (APR) perturbation only; "
+                                  "use backend 'torch' for linf")
+            backend = "torch"
+        net = self.init_net(train.n_users, train.n_items)
         if init_from is not None:
-            init_from._check_fitted()
+            if not isinstance(init_from, BPRMF) or not init_from.is_fitted:
+                raise ConfigError("init_from must be a fitted BPR-MF (or APR) model")
             if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):
-                raise ConfigError("init_from model was trained on another id space")
-            net = self.init_net(train.n_users, train.n_items)
-            net.load_state_dict(init_from.net_.state_dict())
-        else:
-            net = self.init_net(train.n_users, train.n_items)
-        self.net_ = net.to(device)
+                raise ConfigError(
+                    f"init_from model was trained on {init_from.n_users_} users × "
+                    f"{init_from.n_items_} items, the data has {train.n_users} × {train.n_items}")
+            if init_from.net_.user.shape[1] != int(self.n_factors):
+                raise ConfigError(f"init_from has {init_from.net_.user.shape[1]} factors, "
+                                  f"this model {self.n_factors}")
+            net.load_state_dict({k: v.detach().cpu() for k, v in
+                                 init_from.net_.state_dict().items()})
+        self.net_ = net.to(resolve_device(self.device))
         self.backend_ = backend
         sampler = UniformSampler(train, seed=self.seed)
         module_validate = None if validate is None else (lambda _net: validate(self))
@@ -263,6 +257,7 @@ class BPRMF(Recommender):
             lr=float(self.lr),
             initial_accumulator=float(self.initial_accumulator),
             regularizer=regularizer,
+            regularizer_start=self._regularizer_start(),
             validate=module_validate,
             validate_every=int(self.validate_every),
             patience=self.patience,
@@ -271,15 +266,34 @@ class BPRMF(Recommender):
             resume=resume,
             progress=progress,
             description=self.name,
-            start_epoch=start_epoch,
         )
-        runner = None
-        if backend == "numba":
-            adv = adversarial or {}
-            runner = NumbaBPRRunner(self.net_, trainer, adv.get("eps", 0.0), adv.get("reg", 0.0))
+        runner = NumbaBPRRunner(self.net_, trainer) if backend == "numba" else None
         self.fitted_ = True  # validation callables score the model during training
         self.history_ = trainer.fit(self.net_, sampler, runner)
         self.best_epoch_ = trainer.best_epoch if validate is not None else None
+
+    def _regularizer(self) -> AdversarialRegularizer | None:
+        """The adversarial term added to every step (none for plain BPR-MF)."""
+        return None
+
+    def _regularizer_start(self) -> int:
+        return 0
+
+    def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
+                    ) -> torch.Tensor:
+        """ŷ_ui for aligned user and item index tensors (internal ids), optionally perturbed."""
+        self._check_fitted()
+        dev = self.net_.user.device
+        return self.net_.pair_scores(torch.as_tensor(users, device=dev),
+                                     torch.as_tensor(items, device=dev), perturbation)
+
+    def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
+             l2: bool = True) -> torch.Tensor:
+        """The summed BPR loss of a batch of (users, positives, negatives) tensors, optionally
+        under a perturbation of the parameter blocks."""
+        self._check_fitted()
+        dev = self.net_.user.device
+        return self.net_.loss(tuple(t.to(dev) for t in batch), perturbation, l2=l2)
 
     # ------------------------------------------------------------------ scoring
     def _score(

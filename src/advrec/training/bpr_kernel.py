@@ -87,7 +87,8 @@ def _apply(param, grad, acc, count, rows, n_rows, lr, reg, opt, mark):
 
 @njit(cache=True, nogil=True, fastmath=True)
 def bpr_epoch(
-    P, Q, users, pos, neg, batch_size, lr, reg, opt, acc_p, acc_q, adv_eps, adv_reg, work
+    P, Q, users, pos, neg, batch_size, lr, reg, opt, acc_p, acc_q, adv_eps, adv_reg,
+    adv_user, adv_item, work
 ):
     """One epoch over the given triples in order; returns the summed clean loss (BPR + L2)."""
     g_p, g_q, dp, dq, cnt_u, cnt_i, mark_u, mark_i, rows_u, rows_i = work
@@ -119,8 +120,8 @@ def bpr_epoch(
                 g_q[j, k] -= g * pu
         if adv_reg > 0.0:
             # FGSM direction from the clean BPR gradient of this batch (Δ is a constant).
-            l2_direction_rows(g_p, rows_u, nu, adv_eps, dp)
-            l2_direction_rows(g_q, rows_i, ni, adv_eps, dq)
+            l2_direction_rows(g_p, rows_u, nu, adv_eps if adv_user else 0.0, dp)
+            l2_direction_rows(g_q, rows_i, ni, adv_eps if adv_item else 0.0, dq)
             for t in range(start, end):
                 u, i, j = users[t], pos[t], neg[t]
                 x = 0.0

@@ -81,7 +81,7 @@ class TorchEpochRunner:
 
     def run_epoch(self, sampler: BatchSampler) -> float:
         total, count = 0.0, 0
-        regularizer = self.trainer.regularizer
+        regularizer = self.trainer.active_regularizer
         for arrays in sampler.batches(self.trainer.batch_size):
             batch = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays)
             self.optimizer.zero_grad(set_to_none=True)
@@ -120,6 +120,7 @@ class Trainer:
     lr: float = 0.05
     initial_accumulator: float = 0.1
     regularizer: Regularizer | None = None
+    regularizer_start: int = 0
     validate: Callable[[Any], float] | None = None
     validate_every: int = 1
     patience: int | None = None
@@ -134,6 +135,7 @@ class Trainer:
     start_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list, init=False)
     stop_training: bool = field(default=False, init=False)
+    epoch: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.optimizer = check_optimizer(self.optimizer)
@@ -147,6 +149,11 @@ class Trainer:
             raise ConfigError(f"patience must be >= 1 or None, got {self.patience}")
         if self.patience is not None and self.validate is None:
             raise ConfigError("early stopping (patience) needs a validate callable")
+
+    @property
+    def active_regularizer(self) -> Regularizer | None:
+        """The regulariser if it is switched on in the current epoch (``regularizer_start``)."""
+        return self.regularizer if self.epoch >= self.regularizer_start else None
 
     # ------------------------------------------------------------------ main loop
     def fit(
@@ -165,6 +172,7 @@ class Trainer:
             cb.on_train_begin(self)
         with _progress(self.progress, self.description, self.epochs, epoch) as bar:
             while epoch < self.epochs and not self.stop_training:
+                self.epoch = epoch
                 t0 = time.perf_counter()
                 module.train(True) if hasattr(module, "train") else None
                 loss = self.runner.run_epoch(sampler)

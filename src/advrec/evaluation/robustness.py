@@ -1,0 +1,101 @@
+"""Robustness measures: a model evaluated under a parameter perturbation, relative changes of every
+metric, paired significance of the change over users, and sweeps over ε for adversarial and
+random perturbations (He et al., SIGIR'18, Fig. 2 and Table 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from advrec.attacks.perturbation import check_targets, perturb, perturbed_scorer
+from advrec.data.interactions import Interactions
+from advrec.errors import ConfigError
+from advrec.evaluation.evaluator import EvaluationResult, Evaluator
+from advrec.evaluation.significance import compare_results
+
+
+def relative_change(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """(after − before) / before per metric (−0.21 = a 21 % drop; nan where before = 0)."""
+    return {k: (after[k] - before[k]) / before[k] if before[k] else float("nan")
+            for k in before if k in after}
+
+
+@dataclass
+class AttackOutcome:
+    """A model's metrics before and after one perturbation, with the changes and their p-values."""
+
+    method: str
+    eps: float
+    before: EvaluationResult
+    after: EvaluationResult
+    change: dict[str, float] = field(init=False)
+    p_values: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.change = relative_change(self.before.summary, self.after.summary)
+        self.p_values = {m: compare_results(self.after, self.before, m)["p_value"]
+                         for m in self.before.per_user}
+
+    def row(self) -> dict:
+        """A flat dict: method, eps, each metric before/after, its relative change and p-value."""
+        out: dict = {"method": self.method, "eps": self.eps}
+        for m, v in self.before.summary.items():
+            out[f"{m}"] = v
+            out[f"{m}_attacked"] = self.after.summary[m]
+            out[f"{m}_change"] = self.change[m]
+            if m in self.p_values:
+                out[f"{m}_p"] = self.p_values[m]
+        return out
+
+
+def attack_and_evaluate(model, train: Interactions, evaluator: Evaluator, method: str,
+                        eps: float, before: EvaluationResult | None = None,
+                        **attack_options) -> AttackOutcome:
+    """Build a perturbation of ``model`` (see `advrec.attacks.perturb`) and evaluate under it."""
+    before = evaluator.evaluate(model) if before is None else before
+    delta = perturb(model, train, method, eps, **attack_options)
+    after = evaluator.evaluate(perturbed_scorer(model, delta))
+    return AttackOutcome(method, float(eps), before, after)
+
+
+def epsilon_sweep(model, train: Interactions, evaluator: Evaluator,
+                  eps_values: Sequence[float] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+                  methods: Sequence[str] = ("fgsm", "random"), **attack_options
+                  ) -> list[AttackOutcome]:
+    """Every (method, ε) pair against one clean evaluation of ``model``."""
+    if not eps_values:
+        raise ConfigError("eps_values must not be empty")
+    before = evaluator.evaluate(model)
+    return [attack_and_evaluate(model, train, evaluator, method, eps, before, **attack_options)
+            for method in methods for eps in eps_values]
+
+
+def target_hit_ratio(scorer, train: Interactions, targets, k: int = 10,
+                     chunk_size: int = 512) -> dict[str, float]:
+    """Hit ratio@k and mean rank of target items among the users who have not interacted with
+    them (the measure of targeted and shilling attacks). ``scorer`` is a model or a callable."""
+    targets = check_targets(targets, train.n_items)
+    score = scorer.score if hasattr(scorer, "score") else scorer
+    csr = train.binary_csr
+    hits, ranks, count = 0.0, 0.0, 0
+    for start in range(0, train.n_users, chunk_size):
+        users = torch.arange(start, min(start + chunk_size, train.n_users))
+        s = torch.as_tensor(score(users)).float().cpu()
+        seen = torch.from_numpy(csr[start:start + len(users)].toarray() > 0)
+        s = s.masked_fill(seen, -torch.inf)
+        t_scores = s[:, targets]
+        rank = (s[:, None, :] >= t_scores[:, :, None]).sum(-1) - 1  # [B, T], ties against t
+        eligible = ~seen[:, targets]
+        hits += float(((rank < k) & eligible).sum())
+        ranks += float((rank.double() * eligible).sum())
+        count += int(eligible.sum())
+    if count == 0:
+        raise ConfigError("every user has already interacted with the target items")
+    return {f"target_hr@{k}": hits / count, "target_mean_rank": ranks / count,
+            "target_pairs": count}
+
+
+def sweep_rows(outcomes: Sequence[AttackOutcome]) -> list[dict]:
+    return [o.row() for o in outcomes]

@@ -1,0 +1,53 @@
+"""Adversarial training as a regulariser for the `Trainer`: APR (He et al., SIGIR'18), and AMR
+(Tang et al., TKDE'19) when the perturbed block is a content-feature block."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from advrec.errors import ConfigError
+from advrec.training.perturbation import check_eps, check_norm, fgsm_direction
+
+
+class AdversarialRegularizer:
+    """λ · L(Θ + Δ_adv), with Δ_adv = FGSM of the current batch's clean loss, held constant.
+
+    Each step builds Δ afresh from the batch's own clean gradient (never a stale Δ from an earlier
+    batch) and the adversarial loss is evaluated at Θ + Δ (never at clean parameters); Δ carries
+    no gradient. The clean gradient is that of the ranking loss without L2, as in the APR code.
+    """
+
+    def __init__(self, eps: float = 0.5, reg: float = 1.0,
+                 blocks: Sequence[str] = ("user", "item"), norm: str = "l2"):
+        self.eps = check_eps(eps)
+        if reg < 0:
+            raise ConfigError(f"adversarial reg (λ) must be >= 0, got {reg}")
+        self.reg = float(reg)
+        self.blocks = tuple(blocks)
+        self.norm = check_norm(norm)
+
+    @staticmethod
+    def _ranking_loss(module, batch, clean_loss):
+        """The clean loss without L2: reuse the step's own graph when there is no L2 term."""
+        if clean_loss is not None and not getattr(module, "reg", 0):
+            return clean_loss
+        return module.loss(batch, l2=False)
+
+    def perturbation(self, module, batch, clean_loss: torch.Tensor | None = None
+                     ) -> dict[str, torch.Tensor]:
+        """Δ for this batch: FGSM on the clean ranking loss w.r.t. the chosen blocks."""
+        tables = module.blocks()
+        unknown = set(self.blocks) - set(tables)
+        if unknown:
+            raise ConfigError(f"unknown parameter block(s) {sorted(unknown)}; "
+                              f"the model has {sorted(tables)}")
+        grads = torch.autograd.grad(self._ranking_loss(module, batch, clean_loss),
+                                    [tables[b] for b in self.blocks], retain_graph=True)
+        return {b: fgsm_direction(g, self.eps, self.norm).detach()
+                for b, g in zip(self.blocks, grads, strict=True)}
+
+    def __call__(self, module, batch, clean_loss: torch.Tensor) -> torch.Tensor:
+        delta = self.perturbation(module, batch, clean_loss)
+        return self.reg * module.loss(batch, perturbation=delta, l2=False)

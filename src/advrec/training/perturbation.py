@@ -1,0 +1,57 @@
+"""Perturbation primitives shared by parameter attacks and adversarial training (APR/AMR).
+
+One implementation of each direction: the FGSM that attacks a trained model
+(`advrec.attacks.perturbation`) and the Δ that APR builds inside every training step
+(`advrec.training.adversarial`) both call :func:`fgsm_direction`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from advrec.errors import ConfigError
+
+NORMS = ("l2", "linf")
+
+
+def check_eps(eps: float) -> float:
+    eps = float(eps)
+    if not eps > 0:
+        raise ConfigError(f"eps must be positive, got {eps}")
+    return eps
+
+
+def check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ConfigError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+    return norm
+
+
+def fgsm_direction(grad: torch.Tensor, eps: float, norm: str = "l2") -> torch.Tensor:
+    """The fast-gradient step of size ``eps`` along ``grad``.
+
+    ``"l2"`` (APR form, He et al. SIGIR'18): Δ = ε·g/‖g‖ with the norm taken per row (per user /
+    per item embedding); rows whose gradient is zero stay zero. ``"linf"`` (Goodfellow et al.,
+    ICLR'15): Δ = ε·sign(g).
+    """
+    if grad.is_sparse:
+        grad = grad.to_dense()
+    if check_norm(norm) == "linf":
+        return eps * torch.sign(grad)
+    return eps * F.normalize(grad, p=2, dim=-1, eps=1e-30)
+
+
+def random_direction(like: torch.Tensor, eps: float, norm: str = "l2",
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random noise of the same size as an FGSM step: each row has L2 norm ε (or ±ε entries)."""
+    noise = torch.randn(like.shape, generator=generator, dtype=like.dtype)
+    return fgsm_direction(noise, eps, norm).to(like.device)
+
+
+def project(delta: torch.Tensor, eps: float, norm: str = "l2") -> torch.Tensor:
+    """Project onto the ε-ball of each row (L2) or the ε-box (L∞)."""
+    if check_norm(norm) == "linf":
+        return delta.clamp(-eps, eps)
+    norms = delta.norm(dim=-1, keepdim=True)
+    return delta * torch.clamp(eps / norms.clamp_min(1e-30), max=1.0)

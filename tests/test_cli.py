@@ -16,7 +16,9 @@ def run(*args: str):
     return runner.invoke(app, list(args))
 
 
-@pytest.mark.parametrize("command", ["datasets", "fetch", "train", "evaluate", "demo"])
+@pytest.mark.parametrize(
+    "command", ["datasets", "fetch", "train", "evaluate", "attack", "handson", "demo"]
+)
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0
@@ -90,3 +92,81 @@ def test_unreadable_checkpoint(data_dir, tmp_path):
     result = run("evaluate", str(out))
     assert result.exit_code == 2
     assert "unreadable model state" in result.output
+
+
+@pytest.fixture(scope="module")
+def trained_bpr(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "bpr"
+    result = run("train", "bprmf", "--epochs", "5", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_attack_reports_before_after_and_changes(trained_bpr):
+    fgsm = json.loads(run("attack", str(trained_bpr), "--eps", "0.5", "--json").stdout)
+    rnd = json.loads(run("attack", str(trained_bpr), "--method", "random", "--eps", "0.5",
+                         "--json").stdout)
+    assert fgsm["before"] == rnd["before"]
+    assert fgsm["relative_change"]["ndcg@100"] < 3 * rnd["relative_change"]["ndcg@100"] < 0
+    assert fgsm["p_value"]["ndcg@100"] < 0.01
+    table = run("attack", str(trained_bpr), "--method", "pgd", "--steps", "2", "--block", "item")
+    assert table.exit_code == 0 and "pgd" in table.output
+
+
+def test_targeted_attack_on_the_cli(trained_bpr):
+    result = run("attack", str(trained_bpr), "--targets", "100,200", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    targets = report["targets"]
+    assert targets["after"]["target_hr@100"] > targets["before"]["target_hr@100"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("--eps", "0"), "eps must be positive"),
+     (("--targets", "999999"), "unknown item id"),
+     (("--targets", "abc"), "integer item ids"),
+     (("--method", "random", "--targets", "5"), "no targets")],
+)
+def test_attack_bad_input(trained_bpr, args, message):
+    result = run("attack", str(trained_bpr), *args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_attack_refuses_itempop(data_dir, tmp_path):
+    out = tmp_path / "pop"
+    assert run("train", "itempop", "--out", str(out), "--quiet").exit_code == 0
+    result = run("attack", str(out))
+    assert result.exit_code == 2 and "no parameter blocks" in result.output
+
+
+def test_train_apr_from_a_saved_bprmf(trained_bpr, tmp_path):
+    out = tmp_path / "apr"
+    result = run("train", "bprmf", "--adversarial", "apr", "--eps", "0.5", "--adv-reg", "1",
+                 "--init", str(trained_bpr), "--epochs", "3", "--out", str(out), "--quiet",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == "apr" and manifest["params"]["eps"] == 0.5
+    assert run("attack", str(out), "--json").exit_code == 0
+
+
+def test_handson_end_to_end(data_dir, tmp_path):
+    result = run("handson", "--apr-epochs", "3", "--sweep", "0.5,1", "--out", str(tmp_path),
+                 "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [s["model"] for s in report["stages"]] == ["BPR-MF", "APR", "BPR-MF longer"]
+    assert {(r["model"], r["method"], r["eps"]) for r in report["sweep"]} >= {
+        ("APR", "fgsm", 0.5), ("BPR-MF", "random", 1.0)}
+    for name in ("results.json", "sweep.png", "sweep.svg"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    table = run("handson", "--apr-epochs", "0", "--sweep", "0.5", "--out", str(tmp_path / "t"))
+    assert table.exit_code == 0 and "BPR-MF" in table.output
+
+
+def test_handson_bad_sweep(data_dir, tmp_path):
+    result = run("handson", "--sweep", "a,b", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "--sweep" in result.output

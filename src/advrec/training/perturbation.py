@@ -35,8 +35,11 @@ def fgsm_direction(grad: torch.Tensor, eps: float, norm: str = "l2") -> torch.Te
     per item embedding); rows whose gradient is zero stay zero. ``"linf"`` (Goodfellow et al.,
     ICLR'15): Δ = ε·sign(g).
     """
-    if grad.is_sparse:
-        grad = grad.to_dense()
+    if grad.is_sparse:  # embedding gradients: normalise only the rows the batch touched
+        grad = grad.coalesce()
+        out = torch.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
+        out[grad.indices()[0]] = fgsm_direction(grad.values(), eps, norm)
+        return out
     if check_norm(norm) == "linf":
         return eps * torch.sign(grad)
     return eps * F.normalize(grad, p=2, dim=-1, eps=1e-30)

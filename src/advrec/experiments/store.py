@@ -1,0 +1,158 @@
+"""The results store: one DuckDB file next to the experiment, one row per finished cell.
+
+A row is inserted in one transaction, complete, or not at all, so a crash or kill never leaves a
+half-written result; re-running skips the cells whose row exists. Only this module writes results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from advrec.errors import ConfigError
+
+SCHEMA_VERSION = 1
+DB_NAME = "results.duckdb"
+JSON_COLUMNS = ("attack_config", "config", "metrics", "per_user", "history", "timings",
+                "versions")
+COLUMNS = {
+    "key": "VARCHAR PRIMARY KEY",
+    "experiment": "VARCHAR",
+    "model_key": "VARCHAR",
+    "model_label": "VARCHAR",
+    "model_name": "VARCHAR",
+    "seed": "INTEGER",
+    "attack": "VARCHAR",
+    "eps": "DOUBLE",
+    "attack_config": "VARCHAR",
+    "config": "VARCHAR",
+    "metrics": "VARCHAR",
+    "per_user": "VARCHAR",
+    "history": "VARCHAR",
+    "timings": "VARCHAR",
+    "versions": "VARCHAR",
+    "status": "VARCHAR",
+    "created": "TIMESTAMP",
+}
+
+
+class ResultsStore:
+    """Rows of an experiment's results in ``<folder>/results.duckdb``."""
+
+    def __init__(self, folder: str | os.PathLike, read_only: bool = False):
+        import duckdb
+
+        self.folder = Path(folder)
+        self.path = self.folder / DB_NAME
+        if read_only and not self.path.is_file():
+            raise ConfigError(f"{self.folder}: no results here (no {DB_NAME}); run the "
+                              f"experiment first")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise ConfigError(f"{self.path} is locked by another process (another run of "
+                                  f"this experiment?); wait for it or stop it") from None
+            raise ConfigError(f"{self.path}: cannot open the results database ({exc})") from None
+        except duckdb.Error as exc:
+            raise ConfigError(f"{self.path}: not a readable results database ({exc})") from None
+        if not read_only:
+            self._create()
+        self._check_version()
+
+    # ------------------------------------------------------------------ schema
+    def _create(self) -> None:
+        cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items())
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS cells ({cols})")
+        self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self.con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                         [str(SCHEMA_VERSION)])
+
+    def _check_version(self) -> None:
+        try:
+            row = self.con.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except Exception:
+            row = None
+        if row is None:
+            raise ConfigError(f"{self.path}: not an advrec results database (no schema version)")
+        if int(row[0]) != SCHEMA_VERSION:
+            raise ConfigError(f"{self.path} was written by an incompatible advrec (results schema "
+                              f"{row[0]}, this version reads {SCHEMA_VERSION}); use a new output "
+                              f"folder or the advrec version that wrote it")
+
+    # ------------------------------------------------------------------ writing
+    def done_keys(self) -> set[str]:
+        return {r[0] for r in self.con.execute(
+            "SELECT key FROM cells WHERE status = 'done'").fetchall()}
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Insert one finished cell, all columns at once (a transaction: all or nothing)."""
+        missing = [c for c in COLUMNS if c not in row and c not in ("created", "status")]
+        if missing:
+            raise ValueError(f"result row lacks {missing}")
+        values = dict(row)
+        values.setdefault("status", "done")
+        values["created"] = datetime.now(timezone.utc).replace(tzinfo=None)
+        for c in JSON_COLUMNS:
+            values[c] = json.dumps(values[c], default=_json_default)
+        names = list(COLUMNS)
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(f"INSERT OR REPLACE INTO cells ({', '.join(names)}) VALUES "
+                             f"({', '.join('?' * len(names))})", [values[n] for n in names])
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ reading
+    def rows(self, per_user: bool = True) -> list[dict[str, Any]]:
+        """Every finished cell as a dict, JSON columns decoded, oldest first."""
+        cols = [c for c in COLUMNS if per_user or c != "per_user"]
+        result = self.con.execute(
+            f"SELECT {', '.join(cols)} FROM cells WHERE status = 'done' ORDER BY created, key")
+        out = []
+        for rec in result.fetchall():
+            row = dict(zip(cols, rec, strict=True))
+            for c in JSON_COLUMNS:
+                if c in row and row[c] is not None:
+                    row[c] = json.loads(row[c])
+            out.append(row)
+        return out
+
+    def frame(self) -> pd.DataFrame:
+        """One row per cell, one column per metric (``metrics`` flattened), no per-user values."""
+        rows = self.rows(per_user=False)
+        flat = []
+        for r in rows:
+            base = {k: r[k] for k in ("experiment", "model_label", "model_name", "seed", "attack",
+                                      "eps", "key", "model_key")}
+            base.update(r["metrics"])
+            flat.append(base)
+        return pd.DataFrame(flat)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)

@@ -2,10 +2,10 @@
 
 :class:`UniformSampler` draws, for each user, items uniformly among those the user has NOT
 interacted with, by bulk rejection: draw uniform items, look up every ``user * n_items + item``
-key in the sorted array of positive keys with one ``np.searchsorted``, redraw only the hits, and
-repeat. After a few rounds the (rare) stragglers are drawn exactly from the user's complement
-(see :class:`_Complement`), so very dense users cannot stall the loop. Both stages are exactly
-uniform over the non-positives.
+key among the positives (a compiled bitmap lookup, or a binary search in the user's segment of the
+sorted keys for large catalogues), redraw only the hits, and repeat. After a few rounds the
+(rare) stragglers are drawn exactly from the user's complement (see :class:`_Complement`), so
+very dense users cannot stall the loop. Both stages are exactly uniform over the non-positives.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
@@ -22,6 +23,7 @@ Seed = int | np.random.Generator
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 _REJECTION_ROUNDS = 8
+_BITMAP_MAX_BITS = 2**28
 
 
 class _Complement:
@@ -58,6 +60,34 @@ class _Complement:
     def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One item per entry of ``users``, uniform over that user's non-positives."""
         return self.nth_free(users, rng.integers(0, self.n_free[users]))
+
+
+@njit(cache=True, nogil=True)
+def _bitmap_member(bitmap, users, items, n_items):
+    out = np.zeros(len(users), np.bool_)
+    for q in range(len(users)):
+        key = users[q] * n_items + items[q]
+        out[q] = (bitmap[key >> 3] >> (key & 7)) & 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _segment_member(keys, starts, counts, users, items, n_items):
+    """For each query, whether ``users[q] * n_items + items[q]`` is among the user's keys."""
+    out = np.zeros(len(users), np.bool_)
+    for q in range(len(users)):
+        u = users[q]
+        target = u * n_items + items[q]
+        lo = starts[u]
+        hi = lo + counts[u]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if keys[mid] < target:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[q] = lo < starts[u] + counts[u] and keys[lo] == target
+    return out
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
@@ -97,6 +127,13 @@ class UniformSampler:
         self._items_sorted = train.items[self._by_user]
         self._complement = _Complement(self.keys, self.n_users, self.n_items)
         self._full = self._complement.n_free == 0
+        self.counts = self.n_items - self._complement.n_free
+        # A bit per (user, item) pair when that is small (≤ 32 MB): one memory access per query.
+        self._bitmap = None
+        if self.n_users * self.n_items <= _BITMAP_MAX_BITS:
+            bits = np.zeros(self.n_users * self.n_items, np.bool_)
+            bits[self.keys] = True
+            self._bitmap = np.packbits(bits, bitorder="little")
         self.rng = np.random.default_rng(seed)
 
     def reseed(self, seed: Seed) -> None:
@@ -104,11 +141,18 @@ class UniformSampler:
         self.rng = np.random.default_rng(seed)
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Whether each (user, item) pair is in the training set (bulk ``searchsorted``)."""
-        query = np.asarray(users, np.int64) * np.int64(self.n_items) + np.asarray(items, np.int64)
-        pos = np.searchsorted(self.keys, query)
-        pos[pos == len(self.keys)] = 0
-        return self.keys[pos] == query if len(self.keys) else np.zeros(query.shape, bool)
+        """Whether each (user, item) pair is in the training set: a binary search within the
+        user's own sorted segment of keys (compiled; ~7 steps per query on MovieLens)."""
+        users = np.ascontiguousarray(users, dtype=np.int64)
+        items = np.ascontiguousarray(items, dtype=np.int64)
+        shape = np.broadcast_shapes(users.shape, items.shape)
+        users, items = (np.broadcast_to(a, shape).ravel() for a in (users, items))
+        if self._bitmap is not None:
+            out = _bitmap_member(self._bitmap, users, items, np.int64(self.n_items))
+        else:
+            out = _segment_member(self.keys, self._complement.starts, self.counts, users, items,
+                                  np.int64(self.n_items))
+        return out.reshape(shape)
 
     def negatives(self, users: np.ndarray, n: int = 1) -> np.ndarray:
         """Uniform non-positive items, shape ``(len(users),)`` for n=1 else ``(len(users), n)``.

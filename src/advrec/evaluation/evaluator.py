@@ -149,6 +149,22 @@ def _sort_rows(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return torch.from_numpy(np.sort(x.numpy(), axis=1))
 
 
+def _kth_largest(x: torch.Tensor, ks: tuple[int, ...]) -> list[torch.Tensor | None]:
+    """Each row's k-th largest value for every k (None where k >= the row length); a partial
+    partition on CPU (linear time), ``topk`` elsewhere."""
+    n = x.shape[1]
+    inside = [k for k in ks if k < n]
+    if not inside:
+        return [None] * len(ks)
+    if x.device.type == "cpu":
+        part = np.partition(x.numpy(), [n - k for k in sorted(inside, reverse=True)], axis=1)
+        found = {k: torch.from_numpy(part[:, n - k].copy()) for k in inside}
+    else:
+        top = torch.topk(x, max(inside), dim=1).values
+        found = {k: top[:, k - 1] for k in inside}
+    return [found.get(k) for k in ks]
+
+
 def _count_ge(scores: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
     """Per row, how many scores are ``>= thr[row]`` (NumPy on CPU: ~2x faster than torch)."""
     if scores.device.type == "cpu":
@@ -341,31 +357,40 @@ class Evaluator:
         rows, cols, _ = train.chunk(start, stop)
         n_train = train.counts_t[start:stop]
         n_neg = self.n_items - n_train - n_rel
-        if width == 1 and not self.coverage:  # leave-one-out: one comparison pass, no sort
+        if width == 1:  # leave-one-out: one comparison pass, no sort
             train_ge = (scores[rows, cols] >= rel[rows, 0]).to(torch.int64)
             counts = _count_ge(scores, rel[:, 0]).to(scores.device).index_add_(
                 0, rows, train_ge, alpha=-1) - 1
             counts = counts.to(torch.float64)[:, None]
-            return _Chunk(counts, counts, n_neg)
+            covered = None
+            if self.coverage:
+                masked = scores.clone()
+                masked[rows, cols] = -torch.inf
+                covered = self._covered(masked, _kth_largest(masked, self.ks))
+            return _Chunk(counts, counts, n_neg, covered)
         masked = scores.clone()
         masked[rows, cols] = -torch.inf
         cand_sorted = _sort_rows(masked, inplace=not self.coverage)
         counts, positions = _counts_from_sorted(cand_sorted, n_train, rel, n_rel, True)
-        covered = self._covered(masked, cand_sorted) if self.coverage else None
+        covered = None
+        if self.coverage:
+            n = self.n_items
+            kth = [cand_sorted[:, n - k] if k < n else None for k in self.ks]
+            covered = self._covered(masked, kth)
         return _Chunk(positions, counts, n_neg, covered)
 
-    def _covered(self, masked: torch.Tensor, cand_sorted: torch.Tensor) -> torch.Tensor:
+    def _covered(self, masked: torch.Tensor, kth: list[torch.Tensor | None]) -> torch.Tensor:
         """``[len(ks), n_items]``: items scoring at least some user's k-th best candidate score.
 
-        ``masked`` has training items at -inf; an item is covered at k when ``s_ui - kth_u >= 0``
-        for some user, i.e. it is in u's top-k (ties at the k-th score included).
+        ``masked`` has training items at -inf; ``kth[j]`` is each user's ks[j]-th best score (None
+        when k covers the catalogue). An item is covered at k when ``s_ui - kth_u >= 0`` for some
+        user, i.e. it is in u's top-k (ties at the k-th score included).
         """
         floor = torch.finfo(masked.dtype).min
-        n = self.n_items
         out = []
-        for k in self.ks:
-            kth = cand_sorted[:, n - k] if k < n else masked.new_full((len(masked),), -torch.inf)
-            out.append((masked - kth.clamp(min=floor)[:, None]).amax(0) >= 0)
+        for t in kth:
+            t = masked.new_full((len(masked),), -torch.inf) if t is None else t
+            out.append((masked - t.clamp(min=floor)[:, None]).amax(0) >= 0)
         return torch.stack(out)
 
     def _rank_sampled(self, scores, start, stop, rel, n_rel) -> _Chunk:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from advrec.errors import AdvrecError
@@ -368,7 +369,7 @@ def _print_summary(results: dict[str, dict[str, float]], title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
     for name in results:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")
     for m in metrics:
         table.add_row(m, *(f"{summary.get(m, float('nan')):.4f}" for summary in results.values()))
     out.print(table)
@@ -465,9 +466,147 @@ def handson(
             for i, h in enumerate(header):
                 table.add_column(h, justify="left" if i == 0 else "right")
             for r in rows:
-                table.add_row(*r)
+                table.add_row(*(escape(c) for c in r))
             out.print(table)
         out.print(f"plot: {paths['png']} and {paths['svg']}; all numbers: {paths['json']}")
+
+
+# ---------------------------------------------------------------------------- experiments
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="An experiment YAML file.")],
+) -> None:
+    """Check an experiment file without running it; print how many models and cells it makes."""
+    from advrec.experiments.config import load_config
+    from advrec.experiments.runner import plan
+
+    with _errors():
+        config = load_config(file)
+        the_plan = plan(config)
+        out.print(f"{file}: valid. {len(the_plan.jobs)} model(s) to train, "
+                  f"{len(the_plan.cells)} cell(s); results go to {config.output}")
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="An experiment YAML file.")],
+    executor: Annotated[Executor | None, typer.Option(help="local (default) or ray; overrides the file.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local Ray instance).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Results folder (overrides the file's `output`).")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the HTML report at the end.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run every unfinished cell of an experiment (re-run to resume; Ctrl-C stops cleanly)."""
+    from advrec.experiments.config import load_config
+    from advrec.experiments.runner import run_experiment
+
+    with _errors():
+        config = load_config(file)
+        if output is not None:
+            config = config.model_copy(update={"output": str(output)})
+        try:
+            summary = run_experiment(config, executor=executor.value if executor else None,
+                                     address=address, progress=False if quiet else None)
+        except KeyboardInterrupt:
+            err.print(f"interrupted: finished cells are saved in {config.output}; "
+                      f"run the same command again to resume")
+            raise typer.Exit(130) from None
+        out.print(f"{summary.done_now} cell(s) run, {summary.done_before} already done, "
+                  f"{summary.models_trained} model(s) trained, {summary.seconds:.1f} s")
+        if report:
+            from advrec.experiments.report import write_report
+
+            path = write_report(summary.output)
+            out.print(f"report: {path}")
+        else:
+            out.print(f"results: {summary.output}")
+
+
+@app.command()
+def results(
+    folder: Annotated[Path, typer.Argument(help="An experiment's results folder.")],
+    group_by: Annotated[list[str], typer.Option("--group-by", help="Columns to average over seeds by (repeat).")] = ["model_label", "attack", "eps"],  # noqa: B006
+    where: Annotated[list[str], typer.Option("--where", help="Keep rows with COLUMN=VALUE (repeat), e.g. --where attack=fgsm.")] = [],  # noqa: B006
+    csv: Annotated[Path | None, typer.Option(help="Also write the (ungrouped, filtered) rows to this CSV file.")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="Also write them to this Parquet file.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the grouped table as JSON records.")] = False,
+) -> None:
+    """Print the results table of an experiment (mean over seeds) and export it."""
+    from advrec.experiments.store import ResultsStore
+
+    with _errors():
+        with ResultsStore(folder, read_only=True) as store:
+            frame = store.frame()
+        if frame.empty:
+            raise _config_error(f"{folder}: no finished cells yet")
+        for cond in where:
+            col, sep, value = cond.partition("=")
+            if not sep or col not in frame.columns:
+                raise _config_error(f"--where {cond!r}: expected COLUMN=VALUE with a column in "
+                                    f"{', '.join(frame.columns)}")
+            frame = frame[frame[col].astype(str) == value]
+        for path, writer in ((csv, "to_csv"), (parquet, "to_parquet")):
+            if path is not None:
+                _write_frame(frame, path, writer)
+        unknown = [g for g in group_by if g not in frame.columns]
+        if unknown:
+            raise _config_error(f"--group-by {unknown}: not columns; choose from "
+                                f"{', '.join(frame.columns)}")
+        metric_cols = [c for c in frame.columns if "@" in c or c == "auc"]
+        grouped = (frame.assign(eps=frame["eps"].fillna(0.0)).groupby(group_by, sort=False)
+                   [metric_cols].agg(["mean", "std", "count"]))
+        if json_out:
+            flat = grouped.copy()
+            flat.columns = [f"{m}_{s}" for m, s in flat.columns]
+            print(flat.reset_index().to_json(orient="records"))
+            return
+        table = Table(title=f"{folder}: mean ± std over seeds")
+        for g in group_by:
+            table.add_column(g)
+        for m in metric_cols:
+            table.add_column(m, justify="right")
+        table.add_column("n", justify="right")
+        for key, row in grouped.iterrows():
+            key = key if isinstance(key, tuple) else (key,)
+            n = int(row[(metric_cols[0], "count")])
+            cells = [f"{row[(m, 'mean')]:.4f}" + (f"±{row[(m, 'std')]:.4f}" if n > 1 else "")
+                     for m in metric_cols]
+            table.add_row(*(escape(str(k)) for k in key), *cells, str(n))
+        out.print(table)
+
+
+def _write_frame(frame, path: Path, writer: str) -> None:
+    """Write a DataFrame atomically (temporary file, then rename)."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if writer == "to_parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except ImportError:
+        raise _config_error("Parquet export needs pyarrow: pip install pyarrow") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@app.command("report")
+def report_command(
+    folder: Annotated[Path, typer.Argument(help="An experiment's results folder.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: FOLDER/report.html).")] = None,
+) -> None:
+    """Write the experiment's self-contained HTML report (tables, significance, plots)."""
+    from advrec.experiments.report import write_report
+
+    with _errors():
+        out.print(f"report: {write_report(folder, out_file)}")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 demo: setup
-	$(BIN)/advrec demo
+	$(BIN)/advrec run examples/handson.yaml
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

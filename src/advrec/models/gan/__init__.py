@@ -1,0 +1,1 @@
+"""GAN-based recommenders (IRGAN, CFGAN): a generator and a discriminator trained adversarially."""

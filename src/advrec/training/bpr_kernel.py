@@ -34,38 +34,41 @@ def _sigmoid(x: float) -> float:
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def l2_direction_rows(grad, rows, n_rows, eps, out):
-    """out[r] = eps · grad[r] / ‖grad[r]‖ for the listed rows (zero rows stay zero)."""
+def l2_direction_rows(grad, n_rows, eps, out):
+    """out[a] = eps · grad[a] / ‖grad[a]‖ for the first ``n_rows`` slots (zero rows stay zero)."""
     d = grad.shape[1]
     for a in range(n_rows):
-        r = rows[a]
         s = 0.0
         for k in range(d):
-            s += grad[r, k] * grad[r, k]
+            s += grad[a, k] * grad[a, k]
         scale = eps / math.sqrt(s) if s > 0.0 else 0.0
         for k in range(d):
-            out[r, k] = grad[r, k] * scale
+            out[a, k] = grad[a, k] * scale
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _mark(row, mark, rows, n):
-    if not mark[row]:
-        mark[row] = True
+def _slot(row, slots, rows, n):
+    """The batch-local slot of ``row`` (assigned on first sight); returns (slot, new count)."""
+    s = slots[row]
+    if s < 0:
+        s = n
+        slots[row] = n
         rows[n] = row
-        return n + 1
-    return n
+        n += 1
+    return s, n
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _apply(param, grad, acc, count, rows, n_rows, lr, reg, opt, mark):
+def _apply(param, grad, acc, count, rows, n_rows, lr, reg, opt, slots):
+    """Optimiser step on the touched rows; resets the batch-local buffers."""
     d = param.shape[1]
     lr32 = np.float32(lr)
     tiny = np.float32(1e-10)
     for a in range(n_rows):
         r = rows[a]
-        c = np.float32(2.0 * reg * count[r])
+        c = np.float32(2.0 * reg * count[a])
         p = param[r]
-        g = grad[r]
+        g = grad[a]
         if c != 0:
             for k in range(d):
                 g[k] += c * p[k]
@@ -81,8 +84,8 @@ def _apply(param, grad, acc, count, rows, n_rows, lr, reg, opt, mark):
             for k in range(d):
                 p[k] -= lr32 * g[k]
                 g[k] = 0
-        count[r] = 0
-        mark[r] = False
+        count[a] = 0
+        slots[r] = -1
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -90,8 +93,12 @@ def bpr_epoch(
     P, Q, users, pos, neg, batch_size, lr, reg, opt, acc_p, acc_q, adv_eps, adv_reg,
     adv_user, adv_item, work
 ):
-    """One epoch over the given triples in order; returns the summed clean loss (BPR + L2)."""
-    g_p, g_q, dp, dq, cnt_u, cnt_i, mark_u, mark_i, rows_u, rows_i = work
+    """One epoch over the given triples in order; returns the summed clean loss (BPR + L2).
+
+    Gradients accumulate in batch-local slots (one per distinct user / item of the batch), so
+    the buffers stay small and cache-resident whatever the size of the tables.
+    """
+    g_p, g_q, dp, dq, cnt_u, cnt_i, slot_u, slot_i, rows_u, rows_i, trip = work
     n, d = len(users), P.shape[1]
     total = 0.0
     for start in range(0, n, batch_size):
@@ -100,12 +107,16 @@ def bpr_epoch(
         ni = 0
         for t in range(start, end):
             u, i, j = users[t], pos[t], neg[t]
-            nu = _mark(u, mark_u, rows_u, nu)
-            ni = _mark(i, mark_i, rows_i, ni)
-            ni = _mark(j, mark_i, rows_i, ni)
-            cnt_u[u] += 1
-            cnt_i[i] += 1
-            cnt_i[j] += 1
+            su, nu = _slot(u, slot_u, rows_u, nu)
+            si, ni = _slot(i, slot_i, rows_i, ni)
+            sj, ni = _slot(j, slot_i, rows_i, ni)
+            b = t - start
+            trip[b, 0] = su
+            trip[b, 1] = si
+            trip[b, 2] = sj
+            cnt_u[su] += 1
+            cnt_i[si] += 1
+            cnt_i[sj] += 1
             x = 0.0
             sq = 0.0
             for k in range(d):
@@ -115,43 +126,46 @@ def bpr_epoch(
             g = -_sigmoid(-x)
             for k in range(d):
                 pu = P[u, k]
-                g_p[u, k] += g * (Q[i, k] - Q[j, k])
-                g_q[i, k] += g * pu
-                g_q[j, k] -= g * pu
+                g_p[su, k] += g * (Q[i, k] - Q[j, k])
+                g_q[si, k] += g * pu
+                g_q[sj, k] -= g * pu
         if adv_reg > 0.0:
             # FGSM direction from the clean BPR gradient of this batch (Δ is a constant).
-            l2_direction_rows(g_p, rows_u, nu, adv_eps if adv_user else 0.0, dp)
-            l2_direction_rows(g_q, rows_i, ni, adv_eps if adv_item else 0.0, dq)
+            l2_direction_rows(g_p, nu, adv_eps if adv_user else 0.0, dp)
+            l2_direction_rows(g_q, ni, adv_eps if adv_item else 0.0, dq)
             for t in range(start, end):
                 u, i, j = users[t], pos[t], neg[t]
+                b = t - start
+                su, si, sj = trip[b, 0], trip[b, 1], trip[b, 2]
                 x = 0.0
                 for k in range(d):
-                    x += (P[u, k] + dp[u, k]) * ((Q[i, k] + dq[i, k]) - (Q[j, k] + dq[j, k]))
+                    x += (P[u, k] + dp[su, k]) * ((Q[i, k] + dq[si, k]) - (Q[j, k] + dq[sj, k]))
                 g = -adv_reg * _sigmoid(-x)
                 for k in range(d):
-                    pu = P[u, k] + dp[u, k]
-                    g_p[u, k] += g * ((Q[i, k] + dq[i, k]) - (Q[j, k] + dq[j, k]))
-                    g_q[i, k] += g * pu
-                    g_q[j, k] -= g * pu
-        _apply(P, g_p, acc_p, cnt_u, rows_u, nu, lr, reg, opt, mark_u)
-        _apply(Q, g_q, acc_q, cnt_i, rows_i, ni, lr, reg, opt, mark_i)
+                    pu = P[u, k] + dp[su, k]
+                    g_p[su, k] += g * ((Q[i, k] + dq[si, k]) - (Q[j, k] + dq[sj, k]))
+                    g_q[si, k] += g * pu
+                    g_q[sj, k] -= g * pu
+        _apply(P, g_p, acc_p, cnt_u, rows_u, nu, lr, reg, opt, slot_u)
+        _apply(Q, g_q, acc_q, cnt_i, rows_i, ni, lr, reg, opt, slot_i)
     return total
 
 
 def make_workspace(n_users: int, n_items: int, dim: int, batch_size: int, adversarial: bool):
-    """Scratch buffers reused by every epoch (gradients, perturbations, touched-row lists)."""
+    """Scratch buffers reused by every epoch: batch-local gradients and perturbations, slot maps
+    (table row → batch slot, -1 when absent), touched-row lists and each triple's slots."""
     f32 = np.float32
-    adv_shape_u = (n_users, dim) if adversarial else (1, dim)
-    adv_shape_i = (n_items, dim) if adversarial else (1, dim)
+    bu, bi = min(n_users, batch_size), min(n_items, 2 * batch_size)
     return (
-        np.zeros((n_users, dim), f32),
-        np.zeros((n_items, dim), f32),
-        np.zeros(adv_shape_u, f32),
-        np.zeros(adv_shape_i, f32),
-        np.zeros(n_users, np.int64),
-        np.zeros(n_items, np.int64),
-        np.zeros(n_users, np.bool_),
-        np.zeros(n_items, np.bool_),
-        np.zeros(min(n_users, batch_size), np.int64),
-        np.zeros(min(n_items, 2 * batch_size), np.int64),
+        np.zeros((bu, dim), f32),
+        np.zeros((bi, dim), f32),
+        np.zeros((bu if adversarial else 1, dim), f32),
+        np.zeros((bi if adversarial else 1, dim), f32),
+        np.zeros(bu, np.int64),
+        np.zeros(bi, np.int64),
+        np.full(n_users, -1, np.int64),
+        np.full(n_items, -1, np.int64),
+        np.zeros(bu, np.int64),
+        np.zeros(bi, np.int64),
+        np.zeros((batch_size, 3), np.int64),
     )

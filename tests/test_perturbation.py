@@ -149,3 +149,21 @@ def test_model_without_blocks_is_refused(ml500):
     pop = ItemPop().fit(ml500[0])
     with pytest.raises(ConfigError, match="no parameter blocks"):
         fgsm(pop, ml500[0], 0.5)
+
+
+def test_attack_refuses_data_the_model_was_not_trained_on(ml500, bpr):
+    train, test = ml500
+    with pytest.raises(DataError, match="not the model's training data"):
+        fgsm(bpr, test, 0.5)
+
+
+def test_target_hit_ratio_by_hand():
+    from advrec.data import Interactions
+
+    train = Interactions.from_raw([0, 0, 1], [0, 1, 2], user_ids=[0, 1], item_ids=[0, 1, 2, 3])
+    scores = torch.tensor([[9.0, 8.0, 1.0, 1.0], [3.0, 3.0, 0.0, 2.0]])
+    out = target_hit_ratio(lambda users: scores[users], train, [3], k=1)
+    # user 0: candidates {2, 3} tie at 1.0 → rank 1 (ties against the target); user 1: items 0, 1
+    # score above → rank 2; neither is a hit at k=1, mean rank 1.5
+    assert out == {"target_hr@1": 0.0, "target_mean_rank": 1.5, "target_pairs": 2}
+    assert target_hit_ratio(lambda users: scores[users], train, [3], k=2)["target_hr@2"] == 0.5

@@ -142,7 +142,7 @@ def _fmt_int(v) -> str:
 # ---------------------------------------------------------------------------- train
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="Model name: bprmf or itempop.")],
+    model: Annotated[str, typer.Argument(help="Model name: bprmf, apr or itempop.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the trained model and run.json to.")],
     dataset: Annotated[str, typer.Option(help="Data set name (see `advrec datasets`).")] = "movielens-500",
     split: Annotated[SplitName, typer.Option(help="auto = the data set's own split if it has one, else leave-one-out.")] = SplitName.auto,
@@ -307,9 +307,9 @@ def attack(
                   "before": outcome.before.summary, "after": outcome.after.summary,
                   "relative_change": outcome.change, "p_value": outcome.p_values}
         if target_ids is not None:
-            from advrec.attacks import perturb, perturbed_scorer
+            from advrec.attacks import perturbed_scorer
 
-            delta = perturb(rec, parts.train, method.value, eps, **options)
+            delta = outcome.perturbation
             report["targets"] = {
                 "before": target_hit_ratio(rec, parts.train, target_ids, k=min(k)),
                 "after": target_hit_ratio(perturbed_scorer(rec, delta), parts.train,

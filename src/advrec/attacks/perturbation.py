@@ -57,6 +57,13 @@ class AttackObjective:
             raise DataError(f"the attack data has {self.train.n_users} users × "
                             f"{self.train.n_items} items, the model {self.model.n_users_} × "
                             f"{self.model.n_items_}: use the model's training data")
+        seen = getattr(self.model, "seen_", None)
+        mine = self.train.binary_csr
+        if seen is not None and (seen.nnz != mine.nnz or
+                                 not np.array_equal(seen.indptr, mine.indptr) or
+                                 not np.array_equal(seen.indices, mine.indices)):
+            raise DataError("the attack data is not the model's training data (the gradient of "
+                            "the training loss needs the pairs the model was trained on)")
         sampler = UniformSampler(self.train, seed=self.seed)
         self._users, self._pos, self._neg = sampler.triples(shuffle=False)
         self._is_positive = sampler.is_positive

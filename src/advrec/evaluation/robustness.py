@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from advrec.attacks.perturbation import check_targets, perturb, perturbed_scorer
@@ -30,6 +31,7 @@ class AttackOutcome:
     eps: float
     before: EvaluationResult
     after: EvaluationResult
+    perturbation: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     change: dict[str, float] = field(init=False)
     p_values: dict[str, float] = field(init=False)
 
@@ -57,7 +59,7 @@ def attack_and_evaluate(model, train: Interactions, evaluator: Evaluator, method
     before = evaluator.evaluate(model) if before is None else before
     delta = perturb(model, train, method, eps, **attack_options)
     after = evaluator.evaluate(perturbed_scorer(model, delta))
-    return AttackOutcome(method, float(eps), before, after)
+    return AttackOutcome(method, float(eps), before, after, delta)
 
 
 def epsilon_sweep(model, train: Interactions, evaluator: Evaluator,
@@ -80,13 +82,16 @@ def target_hit_ratio(scorer, train: Interactions, targets, k: int = 10,
     score = scorer.score if hasattr(scorer, "score") else scorer
     csr = train.binary_csr
     hits, ranks, count = 0.0, 0.0, 0
+    n_items = train.n_items
     for start in range(0, train.n_users, chunk_size):
         users = torch.arange(start, min(start + chunk_size, train.n_users))
         s = torch.as_tensor(score(users)).float().cpu()
         seen = torch.from_numpy(csr[start:start + len(users)].toarray() > 0)
         s = s.masked_fill(seen, -torch.inf)
-        t_scores = s[:, targets]
-        rank = (s[:, None, :] >= t_scores[:, :, None]).sum(-1) - 1  # [B, T], ties against t
+        t_scores = s[:, targets].contiguous()
+        ascending = torch.from_numpy(np.sort(s.numpy(), axis=1))  # memory: one chunk × items
+        # candidates scoring >= each target, the target itself excluded (ties against it)
+        rank = n_items - torch.searchsorted(ascending, t_scores, side="left") - 1
         eligible = ~seen[:, targets]
         hits += float(((rank < k) & eligible).sum())
         ranks += float((rank.double() * eligible).sum())

@@ -261,3 +261,11 @@ def test_cli_bad_experiment_inputs(tmp_path):
     assert result.exit_code == 2 and "nope" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["results", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "no results here" in result.output
+
+
+def test_spelled_out_defaults_and_significance_do_not_change_the_hash(tmp_path):
+    base = {c.key for c in plan(small(tmp_path)).cells}
+    spelled = json.loads(json.dumps(SMALL))
+    spelled["models"][0]["params"].update(lr=0.05, n_factors=64)  # BPRMF's defaults
+    spelled["evaluation"]["significance"] = "wilcoxon"
+    assert {c.key for c in plan(parse_config(spelled)).cells} == base

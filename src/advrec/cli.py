@@ -558,7 +558,7 @@ def results(
             raise _config_error(f"--group-by {unknown}: not columns; choose from "
                                 f"{', '.join(frame.columns)}")
         metric_cols = [c for c in frame.columns if "@" in c or c == "auc"]
-        grouped = (frame.assign(eps=frame["eps"].fillna(0.0)).groupby(group_by, sort=False)
+        grouped = (frame.groupby(group_by, sort=False, dropna=False)
                    [metric_cols].agg(["mean", "std", "count"]))
         if json_out:
             flat = grouped.copy()
@@ -576,7 +576,7 @@ def results(
             n = int(row[(metric_cols[0], "count")])
             cells = [f"{row[(m, 'mean')]:.4f}" + (f"±{row[(m, 'std')]:.4f}" if n > 1 else "")
                      for m in metric_cols]
-            table.add_row(*(escape(str(k)) for k in key), *cells, str(n))
+            table.add_row(*(escape("—" if k != k else str(k)) for k in key), *cells, str(n))
         out.print(table)
 
 

@@ -65,8 +65,11 @@ class Plan:
 # ---------------------------------------------------------------------------- planning
 def plan(config: ExperimentConfig) -> Plan:
     """Expand seeds × model grids × (clean + attack grids) into model jobs and cells."""
+    from advrec.models import get_model
+
     data = config.data.model_dump()
     evaluation = config.evaluation.model_dump()
+    evaluation.pop("significance")  # how p-values are computed does not change a cell's numbers
     attacks = [a for entry in config.attacks for a in _attack_variants(entry)]
     jobs: list[ModelJob] = []
     cells: list[Cell] = []
@@ -81,8 +84,10 @@ def plan(config: ExperimentConfig) -> Plan:
             parent = parents[0]
             es = entry.early_stopping.model_dump() if entry.early_stopping else None
             made = []
+            defaults = _defaults(get_model(entry.name))
             for params in variants:
-                identity = {"data": data, "model": entry.name, "params": params, "seed": seed,
+                full = {**defaults, **params}  # a default spelled out gives the same model
+                identity = {"data": data, "model": entry.name, "params": full, "seed": seed,
                             "init": parent.key if parent else None, "early_stopping": es}
                 label = entry.key_label + (_suffix(params, entry.params) if len(variants) > 1
                                            else "")
@@ -91,8 +96,6 @@ def plan(config: ExperimentConfig) -> Plan:
                 made.append(job)
             by_label[entry.key_label] = made
             jobs.extend(made)
-            from advrec.models import get_model
-
             attackable = hasattr(get_model(entry.name), "parameter_blocks")
             for job in made:
                 for attack in [None, *attacks] if attackable else [None]:
@@ -101,10 +104,24 @@ def plan(config: ExperimentConfig) -> Plan:
                     cells.append(Cell(canonical_hash(cfg), job.key, attack,
                                       {**cfg, "model": {"name": job.name, "label": job.label,
                                                         "params": job.params, "seed": seed,
-                                                        "init": job.init_key}}))
+                                                        "init": job.init_key,
+                                                        "early_stopping": es}}))
     if not cells:
         raise ConfigError("the experiment expands into zero cells")
     return Plan(jobs, cells)
+
+
+def _defaults(cls) -> dict[str, Any]:
+    """A model class's ``__init__`` defaults, less what the experiment sets itself."""
+    import inspect
+
+    from advrec.experiments.config import NOT_MODEL_PARAMS
+
+    sig = inspect.signature(cls.__init__)
+    return {n: (list(p.default) if isinstance(p.default, tuple) else p.default)
+            for n, p in sig.parameters.items()
+            if n != "self" and p.default is not inspect.Parameter.empty
+            and n not in NOT_MODEL_PARAMS}
 
 
 def _attack_variants(entry: AttackConfig) -> list[dict[str, Any]]:
@@ -148,6 +165,7 @@ class Context:
         self.output = Path(config.output or f"runs/{config.name}")
         self._parts: dict[int, Any] = {}
         self._extra: dict[str, dict] = {}
+        self._evaluators: dict[int, Any] = {}
         self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
         self._prepare = prepare
 
@@ -203,10 +221,12 @@ class Context:
 
         parts = self.parts(job.seed)
         ev_cfg = self.config.evaluation
-        evaluator = Evaluator(parts.train, parts.test, ks=tuple(ev_cfg.ks),
-                              metrics=tuple(ev_cfg.metrics), protocol=ev_cfg.protocol,
-                              n_negatives=ev_cfg.n_negatives, seed=job.seed, coverage=False,
-                              device=self.config.device)
+        if job.seed not in self._evaluators:
+            self._evaluators[job.seed] = Evaluator(
+                parts.train, parts.test, ks=tuple(ev_cfg.ks), metrics=tuple(ev_cfg.metrics),
+                protocol=ev_cfg.protocol, n_negatives=ev_cfg.n_negatives, seed=job.seed,
+                coverage=False, device=self.config.device)
+        evaluator = self._evaluators[job.seed]
         t0 = time.perf_counter()
         scorer = model
         if cell.attack is not None:

@@ -1,0 +1,322 @@
+"""The experiment report: structure of the HTML (stdlib parser), its numbers against the store,
+and the page as headless Chromium renders it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advrec.errors import ConfigError
+from advrec.evaluation.significance import paired_test
+from advrec.experiments.config import parse_config
+from advrec.experiments.report import scope_svg_ids, write_report
+from advrec.experiments.runner import run_experiment
+from advrec.experiments.store import ResultsStore
+
+RAW = {
+    "name": "tiny",
+    "description": "A tiny <b>sweep</b> & its report",
+    "data": {"dataset": "movielens-500"},
+    "models": [
+        {"name": "bprmf", "label": "BPR-MF", "params": {"epochs": 2}},
+        {"name": "apr", "label": "APR", "init": "BPR-MF", "params": {"epochs": 2}},
+    ],
+    "attacks": [{"method": "fgsm", "eps": [0.5, 1.0]}, {"method": "random", "eps": [0.5, 1.0]}],
+    "evaluation": {"ks": [10]},
+    "seeds": [0, 1],
+}
+METRICS = ["hr@10", "ndcg@10", "auc"]
+CONDITIONS = [("none", "—"), ("fgsm", "0.5"), ("fgsm", "1"), ("random", "0.5"), ("random", "1")]
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+SKIP_NO_CHROMIUM = ("headless Chromium not found: install the Debian package 'chromium' "
+                    "(CI's .ci/run does)")
+
+
+# ---------------------------------------------------------------------------- a tiny DOM
+class Node:
+    def __init__(self, tag: str, attrs: dict[str, str | None], parent: Node | None):
+        self.tag, self.attrs, self.parent = tag, attrs, parent
+        self.children: list[Node | str] = []
+
+    def find_all(self, tag: str | None = None, **attrs: str) -> list[Node]:
+        """Descendants with this tag whose attributes contain the given values (``class_`` is
+        one of the classes)."""
+        found = []
+        for child in self.children:
+            if isinstance(child, Node):
+                if child.matches(tag, attrs):
+                    found.append(child)
+                found.extend(child.find_all(tag, **attrs))
+        return found
+
+    def find(self, tag: str | None = None, **attrs: str) -> Node:
+        hits = self.find_all(tag, **attrs)
+        assert hits, f"no <{tag}> with {attrs}"
+        return hits[0]
+
+    def matches(self, tag: str | None, attrs: dict[str, str]) -> bool:
+        if tag is not None and self.tag != tag:
+            return False
+        for k, v in attrs.items():
+            if k == "class_":
+                if v not in (self.attrs.get("class") or "").split():
+                    return False
+            elif self.attrs.get(k) != v:
+                return False
+        return True
+
+    @property
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text for c in self.children)
+
+
+class DomBuilder(HTMLParser):
+    """html.parser into a :class:`Node` tree (tolerates the SVG self-closing tags)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {}, None)
+        self.current = self.root
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, dict(attrs), self.current)
+        self.current.children.append(node)
+        if tag not in VOID:
+            self.current = node
+
+    def handle_startendtag(self, tag, attrs):
+        self.current.children.append(Node(tag, dict(attrs), self.current))
+
+    def handle_endtag(self, tag):
+        node = self.current
+        while node is not None and node.tag != tag:
+            node = node.parent
+        if node is not None and node.parent is not None:
+            self.current = node.parent
+
+    def handle_data(self, data):
+        self.current.children.append(data)
+
+
+def parse(text: str) -> Node:
+    builder = DomBuilder()
+    builder.feed(text)
+    builder.close()
+    return builder.root
+
+
+def table_rows(table: Node) -> list[list[str]]:
+    """The body rows of a table as lists of cell texts."""
+    return [[td.text.strip() for td in tr.find_all("td")]
+            for tr in table.find("tbody").find_all("tr")]
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def experiment(data_dir, tmp_path_factory) -> Path:
+    """A finished tiny experiment (2 models × 2 seeds × clean + 4 attacks) and its report."""
+    out = tmp_path_factory.mktemp("tiny")
+    config = parse_config(RAW).model_copy(update={"output": str(out)})
+    summary = run_experiment(config, progress=False)
+    assert summary.total == 20 and summary.done_now == 20
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(experiment) -> tuple[Path, str, Node]:
+    path = write_report(experiment)
+    text = path.read_text(encoding="utf-8")
+    return path, text, parse(text)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "/usr/bin/chromium"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip(SKIP_NO_CHROMIUM)
+
+
+def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}"]
+    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=90,
+                          check=False)
+
+
+# ---------------------------------------------------------------------------- structure
+def test_report_is_written_atomically_where_asked(experiment, report, tmp_path):
+    path, _, _ = report
+    assert path == experiment / "report.html"
+    assert not list(experiment.glob(".*.tmp"))
+    other = write_report(experiment, tmp_path / "sub" / "r.html")
+    assert other == tmp_path / "sub" / "r.html" and other.stat().st_size > 10_000
+
+
+def test_sections_title_and_escaping(report):
+    _, text, doc = report
+    for id_ in ("summary", "config", "results", "significance", "plots"):
+        doc.find(id=id_)
+    assert doc.find("h1").text == "tiny"
+    assert doc.find("p", class_="description").text == RAW["description"]
+    assert "<b>sweep</b>" not in text  # the description was escaped, not interpreted
+    meta = doc.find("dl", class_="meta").text
+    assert "20 of 20" in meta and "advrec" in meta and "torch" in meta
+
+
+def test_config_is_the_experiment_json(report, experiment):
+    _, _, doc = report
+    pre = doc.find("section", id="config").find("details").find("pre")
+    shown = json.loads(pre.text)
+    assert shown == json.loads((experiment / "experiment.json").read_text())
+    assert shown["name"] == "tiny"
+
+
+def test_results_table_rows_and_numbers(report, experiment):
+    _, _, doc = report
+    table = doc.find("table", id="results-table")
+    head = [th.text for th in table.find("thead").find_all("th")]
+    assert head == ["Model", "Attack", "ε", "Seeds", *METRICS]
+    rows = table_rows(table)
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (m, a, e) for m in ("BPR-MF", "APR") for a, e in CONDITIONS]
+    assert all(r[3] == "2" for r in rows)
+    assert all("±" in cell for r in rows for cell in r[4:])
+    frame = ResultsStore(experiment, read_only=True).frame()
+    clean = frame[(frame.model_label == "BPR-MF") & (frame.attack == "none")]
+    attacked = frame[(frame.model_label == "BPR-MF") & (frame.attack == "fgsm")
+                     & (frame.eps == 1.0)]
+    assert rows[0][4].startswith(f"{clean['hr@10'].mean():.4f} ± {clean['hr@10'].std():.4f}")
+    change = attacked["ndcg@10"].mean() / clean["ndcg@10"].mean() - 1
+    assert f"{change * 100:+.1f} %".replace("-", "−") in rows[2][5]
+    assert "%" not in rows[0][4]  # a clean cell has no change vs itself
+
+
+def test_significance_p_values(report, experiment):
+    _, _, doc = report
+    section = doc.find("section", id="significance")
+    attack = section.find("table", id="sig-attack")
+    rows = table_rows(attack)
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (m, a, e) for m in ("BPR-MF", "APR") for a, e in CONDITIONS[1:]]
+    ps = [float(s.attrs["data-p"]) for s in attack.find_all("span", class_="p")]
+    assert len(ps) == len(rows) * len(METRICS) and all(0 <= p <= 1 for p in ps)
+    assert len(attack.find_all("span", class_="per-seed")) == len(ps)  # two seeds listed
+    # the shown p is the largest over seeds of the paired test over users
+    cells = {(r["seed"], r["attack"], r["eps"]): r
+             for r in ResultsStore(experiment, read_only=True).rows()
+             if r["model_label"] == "BPR-MF"}
+    expected = max(paired_test(cells[(s, "fgsm", 0.5)]["per_user"]["auc"],
+                               cells[(s, "none", None)]["per_user"]["auc"])["p_value"]
+                   for s in (0, 1))
+    first_row = attack.find("tbody").find("tr")
+    shown = float(first_row.find_all("span", class_="p")[METRICS.index("auc")].attrs["data-p"])
+    assert np.isclose(shown, expected, rtol=1e-9)
+
+    init = section.find("table", id="sig-init")
+    rows = table_rows(init)
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("APR", "BPR-MF", a, e) for a, e in CONDITIONS]
+    assert re.search(r"\d", rows[0][4])
+
+
+def test_plots_are_inline_svg(report):
+    _, _, doc = report
+    figures = doc.find("section", id="plots").find_all("figure", class_="plot")
+    assert len(figures) >= 3
+    assert all(f.find_all("svg") for f in figures)
+    ids = {f.attrs["id"] for f in figures}
+    assert {"plot-hr-10", "plot-ndcg-10", "plot-auc", "plot-training-loss"} <= ids
+
+
+def test_self_contained(report):
+    _, text, doc = report
+    assert not doc.find_all("script") and not doc.find_all("link")
+    assert not doc.find_all("img")
+    for node in doc.find_all():
+        for attr in ("src", "href", "xlink:href"):
+            value = node.attrs.get(attr) or ""
+            assert not re.match(r"\s*(https?:)?//", value), (node.tag, attr, value)
+    assert "@import" not in text and "url(http" not in text
+    ids = [n.attrs["id"] for n in doc.find_all() if n.attrs.get("id")]
+    assert len(ids) == len(set(ids)), "ids repeat across the inline SVGs"
+
+
+# ---------------------------------------------------------------------------- errors, helpers
+def test_folder_without_results(tmp_path):
+    with pytest.raises(ConfigError, match="no results here"):
+        write_report(tmp_path)
+
+
+def test_empty_store(tmp_path):
+    ResultsStore(tmp_path).close()
+    with pytest.raises(ConfigError, match="no finished cells"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_scope_svg_ids_prefixes_definitions_and_references():
+    svg = ('<?xml version="1.0"?>\n<!DOCTYPE svg>\n<svg><metadata>x</metadata><defs>'
+           '<clipPath id="p1"/><path id="m2"/></defs><g clip-path="url(#p1)">'
+           '<use xlink:href="#m2"/><a href="#elsewhere"/></g></svg>')
+    out = scope_svg_ids(svg, "f")
+    assert out.startswith("<svg>") and "metadata" not in out
+    assert 'id="f-p1"' in out and "url(#f-p1)" in out and 'xlink:href="#f-m2"' in out
+    assert 'href="#elsewhere"' in out
+
+
+# ---------------------------------------------------------------------------- the browser
+def test_renders_in_headless_chromium(report, chromium, tmp_path):
+    import matplotlib.image as mpimg
+
+    path, _, _ = report
+    url = path.resolve().as_uri()
+    dom = run_chromium(chromium, tmp_path / "profile", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    doc = parse(dom.stdout)
+    for id_ in ("config", "results", "significance", "plots"):
+        doc.find("section", id=id_)
+    figures = doc.find("section", id="plots").find_all("figure", class_="plot")
+    assert len(figures) >= 3 and all(f.find_all("svg") for f in figures)
+
+    shot = tmp_path / "shot.png"
+    res = run_chromium(chromium, tmp_path / "profile", f"--screenshot={shot}",
+                       "--window-size=1280,2000", url)
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    assert shot.stat().st_size > 20_000
+    pixels = mpimg.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2000, 1280)
+    colours = np.unique((pixels.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
+    assert len(colours) > 50  # text, tables, ... not a blank page
+    assert (pixels < 0.9).any(axis=-1).mean() > 0.01  # some ink
+
+
+def test_rows_of_an_earlier_file_are_left_out(experiment, tmp_path):
+    """experiment.json is the file of the latest run: cells it no longer has are only counted,
+    and its labels are shown."""
+    folder = tmp_path / "copy"
+    shutil.copytree(experiment, folder, ignore=shutil.ignore_patterns("models", "report.html"))
+    config = json.loads((folder / "experiment.json").read_text())
+    config["models"][1]["label"] = "APR (renamed)"  # labels are not part of a cell's key
+    (folder / "experiment.json").write_text(json.dumps({**config, "seeds": [1]}))
+    doc = parse(write_report(folder).read_text())
+    rows = table_rows(doc.find("table", id="results-table"))
+    assert [r[0] for r in rows] == ["BPR-MF"] * 5 + ["APR (renamed)"] * 5
+    assert all(r[3] == "1" for r in rows)
+    meta = doc.find("dl", class_="meta").text
+    assert "10 of 10" in meta and "10 row(s)" in meta
+    (folder / "experiment.json").unlink()  # without it: every row, in the store's order
+    doc = parse(write_report(folder).read_text())
+    assert len(table_rows(doc.find("table", id="results-table"))) == 10
+    assert "experiment.json" in doc.find("section", id="config").text

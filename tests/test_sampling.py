@@ -185,3 +185,21 @@ def test_sample_items_distinct_excluded_and_uniform():
                                   sample_items(n_items, exclude, users, 3, 7))
     with pytest.raises(DataError, match="fewer than 10"):
         sample_items(n_items, exclude, np.array([0, 1]), 10, 0)
+
+
+def test_bitmap_and_segment_lookups_agree(monkeypatch):
+    """Small catalogues use a bitmap, large ones a per-user binary search: same answers."""
+    import advrec.data.sampling as sampling
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 600), rng.integers(0, 80, 600)
+    data = Interactions.from_raw(users, items, user_ids=np.arange(50), item_ids=np.arange(80))
+    q_users, q_items = rng.integers(0, 50, 5000), rng.integers(0, 80, 5000)
+    with_bitmap = sampling.UniformSampler(data).is_positive(q_users, q_items)
+    monkeypatch.setattr(sampling, "_BITMAP_MAX_BITS", 0)
+    searched = sampling.UniformSampler(data)
+    assert searched._bitmap is None
+    truth = set(zip(users.tolist(), items.tolist(), strict=True))
+    expected = [(u, i) in truth for u, i in zip(q_users.tolist(), q_items.tolist(), strict=True)]
+    assert with_bitmap.tolist() == expected
+    assert searched.is_positive(q_users, q_items).tolist() == expected

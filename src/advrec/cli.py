@@ -471,6 +471,66 @@ def handson(
         out.print(f"plot: {paths['png']} and {paths['svg']}; all numbers: {paths['json']}")
 
 
+# ---------------------------------------------------------------------------- shilling
+class Intent(str, Enum):
+    push = "push"
+    nuke = "nuke"
+
+
+@app.command()
+def shill(
+    victims: Annotated[list[str], typer.Argument(help="Victim model names (userknn, itemknn, mf, bprmf, itempop, …).")],
+    dataset: Annotated[str, typer.Option(help="Data set (its predefined split, else a seeded 80/20 hold-out).")] = "ml-100k",
+    fold: Annotated[str | None, typer.Option(help="Predefined fold, e.g. u1 for ml-100k.")] = None,
+    attack: Annotated[list[str], typer.Option("--attack", help="Attack (repeat): random, average, bandwagon, reverse_bandwagon, popular, lovehate, segment, perfect_knowledge.")] = ["average"],  # noqa: B006
+    size: Annotated[list[float], typer.Option("--size", help="Attack size: fake users as a fraction of real users (repeat).")] = [0.05],  # noqa: B006
+    filler: Annotated[float, typer.Option(help="Filler size: a fraction of the items (< 1) or a count (>= 1).")] = 0.03,
+    targets: Annotated[str | None, typer.Option(help="Comma-separated raw item ids to push/nuke (default: chosen by --target-strategy).")] = None,
+    n_targets: Annotated[int, typer.Option(help="How many target items to choose.")] = 5,
+    target_strategy: Annotated[str, typer.Option(help="random, popular, unpopular or quantile (a popularity band).")] = "quantile",
+    intent: Annotated[Intent | None, typer.Option(help="push or nuke (default: each attack's own).")] = None,
+    implicit: Annotated[bool | None, typer.Option("--implicit/--explicit", help="Implicit (0/1) or rating profiles (default: as the data).")] = None,
+    rank_by: Annotated[str, typer.Option(help="Rank the targets by the model's top-N scores ('score') or its predicted ratings ('predict', rating models).")] = "score",
+    k: Annotated[int, typer.Option(help="Cutoff of the target hit ratio.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Write hit ratio@k vs attack size to this PNG/SVG/PDF.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Inject hand-crafted fake profiles, retrain each victim, and report how far the target
+    items moved (hit ratio@k and mean rank, prediction shift, paired p-values, collateral)."""
+    from advrec.experiments.shilling import plot_hit_ratio_vs_size, run_shilling_study
+
+    with _errors():
+        raw_targets = None
+        if targets:
+            raw_targets = [t.strip() for t in targets.split(",") if t.strip()]
+            raw_targets = [int(t) if t.lstrip("-").isdigit() else t for t in raw_targets]
+        log = (lambda _m: None) if json_out else (lambda m: err.print(escape(m)))
+        rows = run_shilling_study(dataset, victims, attack, sizes=size, filler=filler,
+                                  n_targets=n_targets, target_strategy=target_strategy, k=k,
+                                  seed=seed, targets=raw_targets, fold=fold,
+                                  intent=intent.value if intent else None, implicit=implicit,
+                                  rank_by=rank_by, log=log)
+        if plot is not None:
+            plot_hit_ratio_vs_size(rows, plot, k=k)
+        if json_out:
+            print(json.dumps(rows, default=str))
+            return
+        table = Table(title=f"{dataset}: target hit ratio@{k} before → after the attack")
+        for col in ("victim", "attack", "size", f"hr@{k}", "p", "mean rank"):
+            table.add_column(col, justify="left" if col in ("victim", "attack") else "right")
+        for r in rows:
+            table.add_row(escape(str(r["victim"])), escape(str(r.get("attack", ""))),
+                          f"{r.get('size', float('nan')):g}",
+                          f"{r[f'hr@{k}_before']:.4f} → {r[f'hr@{k}_after']:.4f}",
+                          f"{r[f'hr@{k}_p']:.2g}",
+                          f"{r.get('mean_rank_before', float('nan')):.0f} → "
+                          f"{r.get('mean_rank_after', float('nan')):.0f}")
+        out.print(table)
+        if plot is not None:
+            out.print(f"plot: {plot}")
+
+
 # ---------------------------------------------------------------------------- experiments
 class Executor(str, Enum):
     local = "local"

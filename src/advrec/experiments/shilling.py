@@ -1,0 +1,239 @@
+"""Shilling studies: victims × attacks × attack sizes on one data set, a plot of the target hit
+ratio against attack size, and the data-characteristics study of Deldjoo et al. (SIGIR'20).
+
+``run_shilling_study``'s arguments map 1:1 to the command line (``advrec shill``)::
+
+    advrec shill ml-100k --victim userknn --victim itemknn --attack average --attack bandwagon \\
+        --size 0.01 --size 0.05 --filler 0.03 --n-targets 5 --target-strategy quantile \\
+        [--quantile 0.4 0.6] \\
+        [--targets 50,181] [--intent push|nuke] [--implicit] [--rank-by score|predict] \\
+        --k 10 --seed 0 [--fold u1] [--plot hr.png]
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from advrec.attacks.shilling import ShillingAttack, make_attack, select_targets
+from advrec.data.datasets import load, load_split
+from advrec.data.interactions import Interactions
+from advrec.data.splits import random_holdout
+from advrec.data.stats import characteristics, impact_regression, subsample
+from advrec.errors import ConfigError, DataError
+from advrec.evaluation.shilling import attack_impact, clean_baseline
+
+__all__ = [
+    "PLOT_SUFFIXES",
+    "load_study_data",
+    "plot_hit_ratio_vs_size",
+    "resolve_victim",
+    "run_characteristics_study",
+    "run_shilling_study",
+]
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+Log = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------- inputs
+def load_study_data(dataset, fold: str | None = None, test_ratio: float = 0.2,
+                    seed: int = 0) -> tuple[Interactions, Interactions | None]:
+    """(train, test) from a data set name (its predefined split, else a seeded random hold-out),
+    an ``Interactions`` (random hold-out) or a ``(train, test)`` pair (as is)."""
+    if isinstance(dataset, tuple):
+        train, test = dataset
+        return train, test
+    if isinstance(dataset, Interactions):
+        split = random_holdout(dataset, test_ratio=test_ratio, seed=seed)
+        return split[0], split[1]
+    try:
+        return load_split(str(dataset), fold=fold)
+    except DataError as exc:
+        if "no predefined" not in str(exc):
+            raise
+    split = random_holdout(load(str(dataset)), test_ratio=test_ratio, seed=seed)
+    return split[0], split[1]
+
+
+def _model_class(name: str) -> type:
+    """A model class by registry name; falls back to the kNN and MF modules until registered."""
+    from advrec.models import get_model
+
+    try:
+        return get_model(name)
+    except ConfigError:
+        from advrec.models import knn, mf
+
+        for module in (knn, mf):
+            for obj in vars(module).values():
+                if isinstance(obj, type) and getattr(obj, "name", None) == str(name).lower():
+                    return obj
+        raise
+
+
+def resolve_victim(spec, params: Mapping | None = None) -> Callable[[], object]:
+    """A zero-argument factory from a model name (+ ``params``), class, instance or factory."""
+    if isinstance(spec, str):
+        cls = _model_class(spec)
+        return lambda: cls(**dict(params or {}))
+    if isinstance(spec, type) or callable(spec) or hasattr(spec, "get_params"):
+        return spec
+    raise ConfigError(f"a victim must be a model name, class, instance or factory, got {spec!r}")
+
+
+def _victim_label(spec) -> str:
+    if isinstance(spec, str):
+        return spec
+    return getattr(spec, "name", "") or getattr(spec, "__name__", "") or type(spec).__name__
+
+
+def _make(attack, size: float, filler, intent: str | None, implicit: bool) -> ShillingAttack:
+    """The attack at ``size``; a name gets ``filler``/``intent``/``implicit``, an instance keeps
+    its own parameters except the size."""
+    if isinstance(attack, ShillingAttack):
+        return replace(attack, size=size)
+    params = {"size": size, "filler": filler, "intent": intent, "implicit": implicit}
+    return make_attack(attack, **params)
+
+
+def _targets(train: Interactions, targets, n_targets: int, strategy: str,
+             quantile: tuple[float, float], seed: int):
+    if targets is not None:
+        return np.atleast_1d(np.asarray(targets))
+    return select_targets(train, n_targets, strategy, quantile, seed=seed)
+
+
+# ----------------------------------------------------------------------------- study
+def run_shilling_study(dataset, victims: Sequence, attacks: Sequence,
+                       sizes: Sequence[float] = (0.01, 0.05, 0.1), filler: float | int = 0.03,
+                       n_targets: int = 5, target_strategy: str = "quantile", k: int = 10,
+                       seed: int = 0, *, targets=None, quantile: tuple[float, float] = (0.4, 0.6),
+                       intent: str | None = None,
+                       implicit: bool | None = None, rank_by: str = "score",
+                       fold: str | None = None, victim_params: Mapping | None = None,
+                       log: Log | None = None) -> list[dict]:
+    """One row per (victim × attack × size): target hit ratio@k and mean rank before/after with
+    paired p-values, prediction shift (rating models), collateral test accuracy.
+
+    ``dataset``: a name, an ``Interactions`` or a (train, test) pair (:func:`load_study_data`).
+    ``victims``: model names (``victim_params[name]`` gives their hyper-parameters), classes,
+    instances or factories; each is fitted once on the clean data. ``attacks``: names or
+    :class:`ShillingAttack` objects. ``targets`` (raw item ids) overrides ``n_targets`` /
+    ``target_strategy`` (``quantile``: the popularity band of the ``"quantile"`` strategy).
+    ``implicit`` None: the implicit variants iff the data has no ratings.
+    """
+    if not victims or not attacks or not sizes:
+        raise ConfigError("victims, attacks and sizes must each name at least one entry")
+    train, test = load_study_data(dataset, fold=fold, seed=seed)
+    implicit = (train.ratings is None) if implicit is None else bool(implicit)
+    chosen = _targets(train, targets, n_targets, target_strategy, quantile, seed)
+    plan = [(a, s) for a in attacks for s in sizes]
+    made = [_make(a, s, filler, intent, implicit) for a, s in plan]  # fail fast on bad input
+    rows = []
+    for spec in victims:
+        label = _victim_label(spec)
+        factory = resolve_victim(spec, (victim_params or {}).get(label))
+        base = clean_baseline(factory, train, test, chosen, (k,), rank_by)
+        for attack in made:
+            impact = attack_impact(factory, train, test, attack, chosen, (k,), seed, rank_by,
+                                   baseline=base)
+            rows.append({"dataset": train.name, **impact.row(), "victim": label})
+            if log is not None:
+                r = rows[-1]
+                log(f"{label} {attack.label} size={attack.size}: hr@{k} "
+                    f"{r[f'hr@{k}_before']:.4f} -> {r[f'hr@{k}_after']:.4f} "
+                    f"(p={r[f'hr@{k}_p']:.2g})")
+    return rows
+
+
+# ----------------------------------------------------------------------------- plot
+def plot_hit_ratio_vs_size(rows: Sequence[Mapping], path: str | os.PathLike,
+                           k: int = 10) -> Path:
+    """Target hit ratio@k after the attack against attack size: one panel per victim, one line
+    per attack (clean hit ratio dashed). PNG, SVG or PDF by suffix; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(f"plot file must end in one of {PLOT_SUFFIXES}, got {path.name!r}")
+    col = f"hr@{k}_after"
+    rows = [r for r in rows if col in r]
+    if not rows:
+        raise DataError(f"no row has {col!r}: nothing to plot")
+    victims = list(dict.fromkeys(r["victim"] for r in rows))
+    fig, axes = plt.subplots(1, len(victims), figsize=(4.2 * len(victims), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, victim in zip(axes[0], victims, strict=True):
+        _panel(ax, [r for r in rows if r["victim"] == victim], victim, k)
+    axes[0][0].set_ylabel(f"target hit ratio@{k}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _panel(ax, rows: list[Mapping], victim: str, k: int) -> None:
+    labels = list(dict.fromkeys(_attack_label(r) for r in rows))
+    for label in labels:
+        mine = sorted((r for r in rows if _attack_label(r) == label), key=lambda r: r["size"])
+        ax.plot([r["size"] for r in mine], [r[f"hr@{k}_after"] for r in mine], marker="o",
+                label=label)
+    ax.axhline(float(np.mean([r[f"hr@{k}_before"] for r in rows])), color="grey",
+               linestyle="--", label="clean")
+    ax.set_title(victim)
+    ax.set_xlabel("attack size (fraction of users)")
+    ax.legend(fontsize=7)
+
+
+def _attack_label(row: Mapping) -> str:
+    label = str(row.get("attack", ""))
+    if row.get("implicit"):
+        label += "-implicit"
+    return f"{label} ({row['intent']})" if row.get("intent") == "nuke" else label
+
+
+# ----------------------------------------------------------------------------- characteristics
+def run_characteristics_study(dataset, victim, attack: str | ShillingAttack = "average",
+                              n_samples: int = 20, users: tuple[float, float] = (0.3, 1.0),
+                              items: tuple[float, float] = (0.3, 1.0), n_targets: int = 5,
+                              target_strategy: str = "quantile", k: int = 10, seed: int = 0,
+                              target: str = "hit_ratio_shift",
+                              features: Sequence[str] | None = None,
+                              rank_by: str = "score") -> tuple[list[dict], object]:
+    """Deldjoo et al.'s study: ``n_samples`` random sub-data-sets (user and item fractions drawn
+    uniformly in ``users``/``items``), each attacked; rows = characteristics + impact
+    (``hit_ratio_shift``, ``rank_shift``, ``prediction_shift``), then :func:`impact_regression`.
+    Returns (rows, regression result)."""
+    data = dataset if isinstance(dataset, Interactions) else load(str(dataset))
+    factory = resolve_victim(victim)
+    attack = attack if isinstance(attack, ShillingAttack) else make_attack(
+        attack, implicit=data.ratings is None)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for j in range(int(n_samples)):
+        sub = subsample(data, float(rng.uniform(*users)), float(rng.uniform(*items)),
+                        seed=seed + j)
+        chosen = select_targets(sub, n_targets, target_strategy, seed=seed + j)
+        impact = attack_impact(factory, sub, None, attack, chosen, (k,), seed + j, rank_by)
+        before, after = impact.hit_ratio[k]
+        rows.append({**characteristics(sub), "sample": j, "hit_ratio_shift": after - before,
+                     "rank_shift": impact.mean_rank[1] - impact.mean_rank[0],
+                     "prediction_shift": impact.prediction_shift})
+    return rows, impact_regression(rows, target, features)

@@ -21,11 +21,23 @@ from advrec.evaluation.robustness import (
     relative_change,
     target_hit_ratio,
 )
+from advrec.evaluation.shilling import (
+    ShillingImpact,
+    attack_impact,
+    clean_baseline,
+    measure_targets,
+    target_ranks,
+)
 from advrec.evaluation.significance import compare_results, paired_test
 
 __all__ = [
     "ALL_METRICS",
     "AttackOutcome",
+    "ShillingImpact",
+    "attack_impact",
+    "clean_baseline",
+    "measure_targets",
+    "target_ranks",
     "attack_and_evaluate",
     "epsilon_sweep",
     "relative_change",

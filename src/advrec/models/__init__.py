@@ -3,12 +3,13 @@
 from advrec.models.apr import APR
 from advrec.models.base import Recommender, resolve_device
 from advrec.models.bprmf import BPRMF
+from advrec.models.gan.cfgan import CFGAN
 from advrec.models.itempop import ItemPop
 from advrec.models.knn import ItemKNN, UserKNN
 from advrec.models.mf import MF
 
 MODELS: dict[str, type[Recommender]] = {
-    m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF)
+    m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN)
 }
 
 
@@ -27,5 +28,5 @@ def load_model(path, device=None) -> Recommender:
     return Recommender.load(path, device=device)
 
 
-__all__ = ["APR", "BPRMF", "MF", "MODELS", "ItemKNN", "ItemPop", "Recommender", "UserKNN",
+__all__ = ["APR", "BPRMF", "CFGAN", "MF", "MODELS", "ItemKNN", "ItemPop", "Recommender", "UserKNN",
            "get_model", "load_model", "resolve_device"]

@@ -1,0 +1,455 @@
+"""CFGAN (Chae, Kang, Kim, Lee. *CFGAN: A Generic Collaborative Filtering Framework based on
+Generative Adversarial Networks.* CIKM 2018): a vector-wise conditional GAN.
+
+The generator G maps a purchase vector c (the condition: a user's training row, or an item's
+training column in item mode) to a real-valued vector of the same length; the discriminator D
+tells real vectors from generated ones, given the condition. Following the authors' TensorFlow
+code (Bigdasgit/CFGAN, ``models.py`` / ``trainer.py``), which differs from the paper's figure in
+places; every difference is listed here:
+
+* G takes the condition only (no noise z); its hidden layers use sigmoid and its output layer is
+  **linear** (``g_output="linear"``; ``"sigmoid"`` is the paper's wording, available as an option).
+* D sees ``[condition ‖ vector]`` through sigmoid hidden layers and a single logit.
+* Fake vector fed to D: ``G(c) ⊙ (c + m_PM)`` where ``m_PM`` is the partial-masking sample, so
+  every item outside the user's purchases and PM sample is zero, as in a real vector.
+* Losses (means over the mini-batch, non-saturating generator loss):
+  ``L_D = −log D(c, c) − log(1 − D(c, fake)) + reg_D·L2(D)`` and
+  ``L_G = −log D(c, fake) + α·Σ_{j ∈ ZR} G(c)_j² + reg_G·L2(G)``, with TensorFlow's
+  ``l2_loss`` (half the sum of squares) over all weights and biases. The L2 terms are applied as
+  Adam's ``weight_decay`` (the identical gradient, cheaper), so logged losses exclude them.
+* Negative samples: for every row, ``floor(ratio · #unobserved)`` unobserved entries drawn without
+  replacement for ZR and, independently, for PM, **once per epoch** (shared by that epoch's D and
+  G passes), as the official loop does; drawn for all rows at once (no Python loop).
+* One epoch here = one iteration of the official outer loop: ``d_steps`` full passes of D over all
+  rows (batch ``d_batch_size``), then ``g_steps`` full passes of G (batch ``g_batch_size``). The
+  official ``epochs`` counts G passes, so its ML-100K setting of 750–1000 is 188–250 epochs here.
+* Glorot-uniform weights, biases uniform in ±0.01, Adam (TensorFlow defaults) for both players.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advrec.data.interactions import Interactions
+from advrec.data.splits import validation_split
+from advrec.errors import ConfigError, DataError
+from advrec.models.base import Recommender, resolve_device
+
+SCHEMES = ("ZR", "PM", "ZP")
+MODES = ("user", "item")
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUTS = ("linear", "sigmoid")
+
+Validate = Callable[["CFGAN"], float]
+
+
+# ----------------------------------------------------------------------------- networks
+def _activation(name: str) -> nn.Module:
+    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}[name]()
+
+
+class MLP(nn.Module):
+    """``n_layers`` hidden layers of width ``hidden`` (activation ``act``), then a linear output."""
+
+    def __init__(self, n_in: int, hidden: int, n_layers: int, n_out: int, act: str = "sigmoid"):
+        super().__init__()
+        sizes = [n_in] + [hidden] * n_layers
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), _activation(act)]
+        layers.append(nn.Linear(sizes[-1], n_out))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def l2(self) -> torch.Tensor:
+        """TensorFlow's ``l2_loss`` summed over every weight and bias: ½ Σ θ²."""
+        return sum(p.square().sum() for p in self.parameters()) / 2
+
+
+def init_mlp(mlp: MLP, gen: torch.Generator) -> None:
+    """Glorot-uniform weights and biases uniform in ±0.01 (the official initialisers)."""
+    with torch.no_grad():
+        for layer in mlp.modules():
+            if isinstance(layer, nn.Linear):
+                bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+                layer.weight.uniform_(-bound, bound, generator=gen)
+                layer.bias.uniform_(-0.01, 0.01, generator=gen)
+
+
+class CFGANNet(nn.Module):
+    """Generator ``gen``: condition → vector; discriminator ``dis``: [condition ‖ vector] → 1."""
+
+    def __init__(self, n_dims: int, g_hidden: int, g_layers: int, d_hidden: int, d_layers: int,
+                 activation: str = "sigmoid", g_output: str = "linear"):
+        super().__init__()
+        self.gen = MLP(n_dims, g_hidden, g_layers, n_dims, activation)
+        self.dis = MLP(2 * n_dims, d_hidden, d_layers, 1, activation)
+        self.g_output = g_output
+
+    def generate(self, cond: torch.Tensor) -> torch.Tensor:
+        """G(c): one real-valued vector per condition row."""
+        out = self.gen(cond)
+        return torch.sigmoid(out) if self.g_output == "sigmoid" else out
+
+    def discriminate(self, cond: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+        """D's logit for (condition, vector) pairs, shape ``[B]``."""
+        return self.dis(torch.cat([cond, vec], dim=1)).squeeze(1)
+
+
+# ----------------------------------------------------------------------------- sampling and losses
+def sample_unobserved(observed: torch.Tensor, ratio: float,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per row, ``floor(ratio · #unobserved)`` unobserved entries, drawn without replacement.
+
+    ``observed`` is a ``[R, C]`` 0/1 (or bool) tensor; returns a bool mask of the same shape that
+    never includes an observed entry. Vectorised: uniform keys (observed ones set above 1), each
+    row's k-th smallest key from one row sort, then ``keys <= threshold`` (exact up to float ties).
+    """
+    seen = observed.bool()
+    n_take = ((~seen).sum(1).to(torch.float64) * ratio).floor().long()
+    if ratio <= 0 or int(n_take.max()) == 0:
+        return torch.zeros_like(seen)
+    keys = torch.rand(seen.shape, generator=generator, device=seen.device)
+    keys.masked_fill_(seen, 2.0)
+    kth = _sorted_rows(keys).gather(1, (n_take - 1).clamp(min=0)[:, None])
+    return (keys <= kth) & (n_take > 0)[:, None]
+
+
+def _sorted_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row sorted ascending (NumPy's SIMD sort on CPU, several times faster than torch's)."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.sort(x.numpy(), axis=1))
+    return torch.sort(x, dim=1).values
+
+
+def fake_vectors(net: CFGANNet, cond: torch.Tensor, pm_mask: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(G(c), G(c) ⊙ (c + m_PM))``: the raw output and the masked fake that D judges."""
+    out = net.generate(cond)
+    return out, out * (cond + pm_mask.to(cond.dtype))
+
+
+def discriminator_loss(net: CFGANNet, cond: torch.Tensor, pm_mask: torch.Tensor,
+                       reg: float = 0.0) -> torch.Tensor:
+    """``−log D(c, c) − log(1 − D(c, fake)) + reg·L2(D)`` (batch means); G is held fixed."""
+    with torch.no_grad():
+        _, fake = fake_vectors(net, cond, pm_mask)
+    real_logit = net.discriminate(cond, cond)
+    fake_logit = net.discriminate(cond, fake)
+    loss = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+            + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+    return loss + reg * net.dis.l2() if reg > 0 else loss
+
+
+def generator_loss(net: CFGANNet, cond: torch.Tensor, pm_mask: torch.Tensor,
+                   zr_mask: torch.Tensor, alpha: float = 0.0, reg: float = 0.0) -> torch.Tensor:
+    """``−log D(c, fake) + α·mean_u Σ_{ZR} G(c)² + reg·L2(G)``; D's gradient reaches G."""
+    out, fake = fake_vectors(net, cond, pm_mask)
+    logit = net.discriminate(cond, fake)
+    loss = F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+    if alpha > 0:
+        loss = loss + alpha * (out.square() * zr_mask.to(out.dtype)).sum(1).mean()
+    return loss + reg * net.gen.l2() if reg > 0 else loss
+
+
+def _adam(module: nn.Module, lr: float, reg: float) -> torch.optim.Optimizer:
+    """Adam (TensorFlow's defaults) whose L2 term ``reg·½Σθ²`` enters as ``weight_decay=reg``:
+    the same gradient as adding it to the loss, as the official code does. Fused where possible."""
+    params = list(module.parameters())
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=1e-8, weight_decay=reg, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, eps=1e-8, weight_decay=reg)
+
+
+def _set_trainable(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+# ----------------------------------------------------------------------------- the model
+class CFGAN(Recommender):
+    """CFGAN with the ZR / PM / ZP negative-sampling schemes; scores are ``G(c_u)``.
+
+    Defaults are the official ML-100K setting (item-based, ZP with 70 % / 70 %, α = 0.03, G 400×1,
+    D 125×1, Adam 1e-4, batches 32 / 64, 4 G passes and 2 D passes per epoch, reg_G 1e-3) except
+    ``epochs``. ``valid_ratio`` > 0 holds out that share of each user's training items, picks the
+    epoch with the best ``valid_metric`` on it and keeps that epoch's weights (``refit=True``
+    retrains on all training data for that many epochs instead); scoring always conditions on the
+    full training vectors. ``fit(train, validate=f)`` uses a caller's ``f(model) -> float``
+    instead of the internal split.
+    """
+
+    name = "cfgan"
+
+    def __init__(
+        self,
+        epochs: int = 200,
+        mode: str = "item",
+        scheme: str = "ZP",
+        zr_ratio: float = 0.7,
+        pm_ratio: float = 0.7,
+        alpha: float = 0.03,
+        g_hidden: int = 400,
+        g_layers: int = 1,
+        d_hidden: int = 125,
+        d_layers: int = 1,
+        activation: str = "sigmoid",
+        g_output: str = "linear",
+        g_lr: float = 1e-4,
+        d_lr: float = 1e-4,
+        g_batch_size: int = 32,
+        d_batch_size: int = 64,
+        g_steps: int = 4,
+        d_steps: int = 2,
+        g_reg: float = 1e-3,
+        d_reg: float = 0.0,
+        valid_ratio: float = 0.1,
+        valid_metric: str = "precision@5",
+        refit: bool = False,
+        device: str | None = None,
+        seed: int = 0,
+    ):
+        self.epochs = epochs
+        self.mode = mode
+        self.scheme = scheme
+        self.zr_ratio = zr_ratio
+        self.pm_ratio = pm_ratio
+        self.alpha = alpha
+        self.g_hidden = g_hidden
+        self.g_layers = g_layers
+        self.d_hidden = d_hidden
+        self.d_layers = d_layers
+        self.activation = activation
+        self.g_output = g_output
+        self.g_lr = g_lr
+        self.d_lr = d_lr
+        self.g_batch_size = g_batch_size
+        self.d_batch_size = d_batch_size
+        self.g_steps = g_steps
+        self.d_steps = d_steps
+        self.g_reg = g_reg
+        self.d_reg = d_reg
+        self.valid_ratio = valid_ratio
+        self.valid_metric = valid_metric
+        self.refit = refit
+        self.device = device
+        self.seed = seed
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"unknown scheme {self.scheme!r}; expected one of {SCHEMES}")
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.activation!r}; expected {ACTIVATIONS}")
+        if self.g_output not in OUTPUTS:
+            raise ConfigError(f"unknown g_output {self.g_output!r}; expected one of {OUTPUTS}")
+        for name in ("zr_ratio", "pm_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1], got {value!r}")
+        for name in ("g_hidden", "d_hidden", "g_layers", "d_layers", "g_batch_size",
+                     "d_batch_size", "g_steps", "d_steps"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if int(self.epochs) != self.epochs or self.epochs < 0:
+            raise ConfigError(f"epochs must be a non-negative integer, got {self.epochs!r}")
+        for name in ("alpha", "g_reg", "d_reg"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not (self.g_lr > 0 and self.d_lr > 0):
+            raise ConfigError(f"learning rates must be positive, got {self.g_lr}, {self.d_lr}")
+        if not 0.0 <= self.valid_ratio < 1.0:
+            raise ConfigError(f"valid_ratio must lie in [0, 1), got {self.valid_ratio!r}")
+        _parse_metric(self.valid_metric)
+
+    @staticmethod
+    def _check_data(train: Interactions) -> None:
+        empty = np.flatnonzero(train.user_counts == 0)
+        if len(empty):
+            raise DataError(f"CFGAN needs every user to have training items; {len(empty)} user(s) "
+                            f"have none (e.g. internal id {int(empty[0])}): filter them out first")
+
+    # ------------------------------------------------------------------ data helpers
+    def _rows(self, data: Interactions) -> torch.Tensor:
+        """The 0/1 vectors G works on: user rows (mode "user") or item columns (mode "item")."""
+        dense = torch.from_numpy(data.binary_csr.toarray().astype(np.float32))
+        dense = dense.clamp_(max=1.0)
+        return (dense.T.contiguous() if self.mode == "item" else dense).to(self._device())
+
+    def _device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    def _new_net(self, n_dims: int) -> CFGANNet:
+        net = CFGANNet(n_dims, int(self.g_hidden), int(self.g_layers), int(self.d_hidden),
+                       int(self.d_layers), self.activation, self.g_output)
+        gen = torch.Generator().manual_seed(int(self.seed))
+        init_mlp(net.gen, gen)
+        init_mlp(net.dis, gen)
+        return net.to(self._device())
+
+    def _use(self, net: CFGANNet, cond: torch.Tensor) -> None:
+        """Score with ``net`` conditioned on ``cond`` from now on (drops the score cache)."""
+        self.net_, self.cond_, self._cache = net, cond, None
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, train: Interactions, validate: Validate | None = None,
+             valid: Interactions | None = None, progress: bool | None = None) -> None:
+        """Train; the epoch is chosen by ``validate(model)``, on ``valid``, or on an internal
+        ``valid_ratio`` hold-out of ``train`` (in that order of preference)."""
+        self._check_params()
+        self._check_data(train)
+        fit_part = train
+        if validate is None and valid is None and self.valid_ratio > 0 and self.epochs > 0:
+            fit_part, valid = validation_split(train, "random", self.valid_ratio, self.seed)
+        if validate is None and valid is not None:
+            validate = self._validator(fit_part, valid)
+        self.fitted_ = True  # validation scores the model while it trains
+        net = self._new_net(fit_part.n_items if self.mode == "user" else fit_part.n_users)
+        self._use(net, self._rows(fit_part))
+        self.history_ = self._train(net, self.cond_, int(self.epochs), validate, progress)
+        self.best_epoch_ = self._select(validate)
+        if validate is not None and self.refit and fit_part is not train and self.best_epoch_:
+            self.selection_history_ = self.history_
+            net = self._new_net(net.gen.layers[0].in_features)
+            self.history_ = self._train(net, self._rows(train), self.best_epoch_, None, progress)
+        self._use(net, self._rows(train))
+
+    def _validator(self, fit_part: Interactions, valid: Interactions) -> Validate:
+        from advrec.evaluation.evaluator import Evaluator
+
+        name, k = _parse_metric(self.valid_metric)
+        evaluator = Evaluator(fit_part, valid, ks=(k,), metrics=(name,), coverage=False)
+        return lambda model: evaluator.evaluate(model).summary[f"{name}@{k}"]
+
+    def _select(self, validate: Validate | None) -> int | None:
+        """Restore the best validated weights; returns that epoch (None without validation)."""
+        if validate is None or not self.history_:
+            return None
+        best = max(self.history_, key=lambda h: h["validation"])
+        self.net_.load_state_dict(self._best_state)
+        del self._best_state
+        return int(best["epoch"])
+
+    def _train(self, net: CFGANNet, rows: torch.Tensor, epochs: int, validate: Validate | None,
+               progress: bool | None) -> list[dict[str, float]]:
+        """Run ``epochs`` official outer iterations; one log dict per epoch."""
+        from advrec.training.trainer import _progress
+
+        g_opt = _adam(net.gen, float(self.g_lr), float(self.g_reg))
+        d_opt = _adam(net.dis, float(self.d_lr), float(self.d_reg))
+        rng = torch.Generator(device=rows.device).manual_seed(int(self.seed))
+        history: list[dict[str, float]] = []
+        best = -math.inf
+        with _progress(progress, self.name, epochs, 0) as bar:
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                logs = self._epoch(net, rows, g_opt, d_opt, rng)
+                logs = {"epoch": epoch + 1, **logs, "seconds": time.perf_counter() - t0}
+                if validate is not None:
+                    self._cache = None
+                    logs["validation"] = float(validate(self))
+                    if logs["validation"] > best:
+                        best = logs["validation"]
+                        self._best_state = copy.deepcopy(net.state_dict())
+                history.append(logs)
+                bar(logs)
+        self._cache = None
+        return history
+
+    def _epoch(self, net: CFGANNet, rows: torch.Tensor, g_opt: torch.optim.Optimizer,
+               d_opt: torch.optim.Optimizer, rng: torch.Generator) -> dict[str, float]:
+        """Sample ZR/PM, then ``d_steps`` passes of D and ``g_steps`` passes of G; returns the
+        mean mini-batch losses of each player over its passes."""
+        zr, pm = self._negatives(rows, rng)
+        d_loss = sum(self._pass(rows, int(self.d_batch_size), rng, d_opt, lambda b: (
+            discriminator_loss(net, rows[b], pm[b]))) for _ in range(int(self.d_steps)))
+        _set_trainable(net.dis, False)
+        try:
+            g_loss = sum(self._pass(rows, int(self.g_batch_size), rng, g_opt, lambda b: (
+                generator_loss(net, rows[b], pm[b], zr[b], self._alpha())))
+                for _ in range(int(self.g_steps)))
+        finally:
+            _set_trainable(net.dis, True)
+        d_loss, g_loss = d_loss / int(self.d_steps), g_loss / int(self.g_steps)
+        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+            raise FloatingPointError(f"CFGAN diverged (G loss {g_loss}, D loss {d_loss}); "
+                                     "lower the learning rates")
+        return {"loss": g_loss, "g_loss": g_loss, "d_loss": d_loss}
+
+    def _alpha(self) -> float:
+        return float(self.alpha) if self.scheme in ("ZR", "ZP") else 0.0
+
+    def _negatives(self, rows: torch.Tensor, rng: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's ZR and PM masks (empty for a scheme that does not use them)."""
+        zr_ratio = float(self.zr_ratio) if self.scheme in ("ZR", "ZP") else 0.0
+        pm_ratio = float(self.pm_ratio) if self.scheme in ("PM", "ZP") else 0.0
+        return sample_unobserved(rows, zr_ratio, rng), sample_unobserved(rows, pm_ratio, rng)
+
+    @staticmethod
+    def _pass(rows: torch.Tensor, batch_size: int, rng: torch.Generator,
+              opt: torch.optim.Optimizer, loss_of: Callable[[torch.Tensor], torch.Tensor]
+              ) -> float:
+        """One shuffled pass over all rows; returns the mean mini-batch loss."""
+        perm = torch.randperm(rows.shape[0], generator=rng, device=rows.device)
+        total = torch.zeros((), device=rows.device)
+        batches = perm.split(batch_size)
+        for batch in batches:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_of(batch)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        return float(total) / max(len(batches), 1)
+
+    # ------------------------------------------------------------------ scoring
+    def _all_scores(self) -> torch.Tensor:
+        """G's output for every condition row, as a users × items matrix (cached)."""
+        if self._cache is None:
+            with torch.no_grad():
+                out = self.net_.generate(self.cond_)
+            self._cache = out.T.contiguous() if self.mode == "item" else out
+        return self._cache
+
+    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
+        users = users.to(self.cond_.device)
+        if self.mode == "item":
+            return self._all_scores()[users]
+        return self.net_.generate(self.cond_[users])
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, torch.Tensor]:
+        return dict(self.net_.state_dict())
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        n_dims = self.n_items_ if self.mode == "user" else self.n_users_
+        net = CFGANNet(n_dims, int(self.g_hidden), int(self.g_layers), int(self.d_hidden),
+                       int(self.d_layers), self.activation, self.g_output)
+        net.load_state_dict(state)
+        dense = torch.from_numpy(self.seen_.toarray().astype(np.float32)).clamp_(max=1.0)
+        cond = dense.T.contiguous() if self.mode == "item" else dense
+        self._use(net.to(self._device()), cond.to(self._device()))
+
+
+def _parse_metric(metric: str) -> tuple[str, int]:
+    """``"precision@5"`` → ``("precision", 5)`` (ConfigError when malformed)."""
+    name, _, k = str(metric).lower().partition("@")
+    if not k.isdigit() or int(k) < 1 or name not in ("precision", "recall", "ndcg", "mrr", "hr",
+                                                      "map"):
+        raise ConfigError(f"valid_metric must look like 'precision@5' (precision, recall, ndcg, "
+                          f"mrr, hr or map at a positive k), got {metric!r}")
+    return name, int(k)

@@ -184,3 +184,15 @@ def test_shill_end_to_end(data_dir, tmp_path):
     assert (tmp_path / "hr.png").read_bytes()[:4] == b"\x89PNG"
     bad = run("shill", "itempop", "--size", "0")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_detect_end_to_end(data_dir):
+    result = run("detect", "--attack", "average", "--attack", "random", "--attack", "bandwagon",
+                 "--detector", "pca", "--victim", "none", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {r["held_out"] for r in rows} == {"average", "random", "bandwagon"}
+    assert all(r["recall"] > 0.9 for r in rows if r["held_out"] != "segment")
+    table = run("detect", "--attack", "average", "--attack", "random", "--detector", "pca",
+                "--victim", "none")
+    assert table.exit_code == 0 and "average" in table.output

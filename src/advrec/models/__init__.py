@@ -4,12 +4,13 @@ from advrec.models.apr import APR
 from advrec.models.base import Recommender, resolve_device
 from advrec.models.bprmf import BPRMF
 from advrec.models.gan.cfgan import CFGAN
+from advrec.models.gan.irgan import IRGAN
 from advrec.models.itempop import ItemPop
 from advrec.models.knn import ItemKNN, UserKNN
 from advrec.models.mf import MF
 
 MODELS: dict[str, type[Recommender]] = {
-    m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN)
+    m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN, IRGAN)
 }
 
 
@@ -28,5 +29,5 @@ def load_model(path, device=None) -> Recommender:
     return Recommender.load(path, device=device)
 
 
-__all__ = ["APR", "BPRMF", "CFGAN", "MF", "MODELS", "ItemKNN", "ItemPop", "Recommender", "UserKNN",
+__all__ = ["APR", "BPRMF", "CFGAN", "IRGAN", "MF", "MODELS", "ItemKNN", "ItemPop", "Recommender", "UserKNN",
            "get_model", "load_model", "resolve_device"]

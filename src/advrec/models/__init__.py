@@ -29,5 +29,5 @@ def load_model(path, device=None) -> Recommender:
     return Recommender.load(path, device=device)
 
 
-__all__ = ["APR", "BPRMF", "CFGAN", "IRGAN", "MF", "MODELS", "ItemKNN", "ItemPop", "Recommender", "UserKNN",
-           "get_model", "load_model", "resolve_device"]
+__all__ = ["APR", "BPRMF", "CFGAN", "IRGAN", "MF", "MODELS", "ItemKNN", "ItemPop", "Recommender",
+           "UserKNN", "get_model", "load_model", "resolve_device"]

@@ -3,7 +3,7 @@
 UserKNN (Resnick et al., CSCW'94; Herlocker et al., SIGIR'99) and ItemKNN (Sarwar et al., WWW'01)
 with cosine, Pearson and adjusted-cosine similarities, significance shrinkage and a top-k
 neighbourhood, all computed with sparse matrix products in row blocks (memory: block × n
-similarities at a time), never with Python loops over users or items.
+similarities at a time) and batched gathers, never with Python loops over users or items.
 
 Conventions (see ``docs/models.md``, "Neighbourhood models and rating MF"):
 
@@ -15,15 +15,25 @@ Conventions (see ``docs/models.md``, "Neighbourhood models and rating MF"):
 - Shrinkage: sim · n / (n + shrinkage), n = number of co-rating users/items; entities with
   n < ``min_support`` are not neighbours. Neighbours are the k largest non-zero similarities
   (self excluded; |sim| < 1e-10 counts as 0; ties at the k-th value go to the lower internal id).
-- Rating prediction is mean-centred (Resnick): UserKNN r̂_ui = r̄_u + Σ_v s_uv (r_vi − r̄_v) / Σ_v
-  |s_uv| over v ∈ N_k(u) who rated i; ItemKNN r̂_ui = r̄_i + Σ_j s_ij (r_uj − r̄_j) / Σ_j |s_ij|
-  over j ∈ N_k(i) rated by u. Without such neighbours the baseline (r̄_u, resp. r̄_i) is
-  returned; an entity without training ratings falls back to the user mean, then the global mean.
-  Predictions are clipped to the training rating range.
+- Rating prediction, ``neighbourhood="rated"`` (default, the textbook rules): UserKNN
+  r̂_ui = r̄_u + Σ_v s_uv (r_vi − r̄_v) / Σ_v |s_uv| over N_k(u; i), the k users most similar to
+  u among those who rated i (Herlocker et al.); ItemKNN r̂_ui = Σ_j s_ij r_uj / Σ_j |s_ij| over
+  N_k(i; u), the k items most similar to i among those u rated (Sarwar et al.). Only positive
+  similarities are neighbours here (a negative weight would take Sarwar's weighted average off
+  the rating scale). Without such neighbours: the user mean (the global mean for a user without
+  ratings). Needs the full n × n similarity matrix (dense float32, at most
+  ``MAX_DENSE_ENTITIES`` entities).
+- ``neighbourhood="global"``: one precomputed top-k per entity, intersected with who rated i /
+  what u rated; UserKNN as above, ItemKNN centred on the item: r̂_ui = r̄_i + Σ_j s_ij (r_uj −
+  r̄_j) / Σ_j |s_ij| over j ∈ N_k(i) rated by u. Baseline r̄_u, resp. r̄_i (r̄_u for an item without
+  training ratings, then the global mean).
+- Predictions are clipped to the training rating range. Top-N ``score`` always uses the global
+  neighbourhoods; ``neighbourhood`` only changes ``predict``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -36,7 +46,10 @@ from advrec.models.base import Recommender
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")
 SCORE_WITH = ("binary", "ratings")
+NEIGHBOURHOODS = ("rated", "global")
+MAX_DENSE_ENTITIES = 20_000  # "rated" stores n × n float32 similarities: 1.6 GB at this n
 _BLOCK_ENTRIES = 1 << 22  # dense entries per block (rows × n): 32 MiB of float64
+_PAIR_ENTRIES = 1 << 17  # (pair, candidate) entries per "rated" chunk (cache-sized: fastest)
 SIM_EPS = 1e-10  # |similarity| below this is rounding noise (e.g. centred dot products), i.e. 0
 
 
@@ -74,32 +87,40 @@ def _scale_rows(m: sp.csr_matrix, factors: np.ndarray) -> sp.csr_matrix:
     return out
 
 
+def top_k_keep(key: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of each row's ``k`` largest entries of ``key`` (-inf = not a candidate).
+
+    Ties at the k-th largest value go to the lower column, so the choice is deterministic.
+    """
+    kk = min(int(k), key.shape[1])
+    kth = torch.topk(key, kk, dim=1, sorted=False).values.amin(1, keepdim=True)
+    keep = key >= kth.clamp(min=torch.finfo(key.dtype).min)  # -inf never kept
+    excess = torch.nonzero(keep.sum(1) > kk).ravel()
+    if len(excess):  # rare: more ties at the k-th value than free slots; lowest ids win
+        rows, th = key[excess], kth[excess]
+        above, tie = rows > th, rows == th
+        tie &= tie.cumsum(1) <= kk - above.sum(1, keepdim=True)
+        keep[excess] = above | tie
+    return keep
+
+
 def top_k_mask(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of each row's ``k`` largest non-zero entries, row-major, columns ascending.
 
     Ties at the k-th largest value go to the lower column, so the choice is deterministic.
     """
-    key = torch.from_numpy(np.where(s != 0, s, -np.inf))
-    kk = min(int(k), key.shape[1])
-    kth = torch.topk(key, kk, dim=1, sorted=False).values.amin(1, keepdim=True)
-    above = key > kth
-    tie = key == kth
-    tie[kth.ravel() == -torch.inf] = False  # fewer than k candidates: all are above the k-th
-    excess = torch.nonzero(tie.sum(1) > kk - above.sum(1)).ravel()
-    if len(excess):  # rare: more ties at the k-th value than free slots; lowest ids win
-        need = kk - above[excess].sum(1, keepdim=True)
-        tie[excess] &= tie[excess].cumsum(1) <= need
-    rows, cols = (above | tie).nonzero(as_tuple=True)
+    rows, cols = top_k_keep(torch.from_numpy(np.where(s != 0, s, -np.inf)), k).nonzero(
+        as_tuple=True)
     return rows.numpy(), cols.numpy()
 
 
-def knn_graph(x: sp.csr_matrix, k: int, shrinkage: float = 0.0,
-              min_support: int = 1) -> sp.csr_matrix:
-    """Each row's top-``k`` cosine neighbours among the other rows of ``x``: an n × n CSR (float64).
+def similarity_blocks(x: sp.csr_matrix, shrinkage: float = 0.0, min_support: int = 1
+                      ) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, dense ``rows × n`` float64 slab) of the cosine similarities of ``x``'s rows.
 
     Cosine over the stored entries of ``x`` (centre it first for Pearson/adjusted cosine);
     shrinkage and support count the columns two rows share (stored entries, zeros included).
-    Computed in row blocks: ``block × n`` similarities exist at a time.
+    The diagonal and |s| < ``SIM_EPS`` are 0. Slabs hold at most ~``_BLOCK_ENTRIES`` values.
     """
     x = sp.csr_matrix(x, dtype=np.float64)
     n = x.shape[0]
@@ -110,7 +131,6 @@ def knn_graph(x: sp.csr_matrix, k: int, shrinkage: float = 0.0,
     b = pattern(x) if support else None
     bt = b.T.tocsr() if support else None
     step = max(1, _BLOCK_ENTRIES // max(n, 1))
-    rows, cols, vals = [], [], []
     for lo in range(0, n, step):
         hi = min(lo + step, n)
         s = (xn[lo:hi] @ xt).toarray()
@@ -118,6 +138,13 @@ def knn_graph(x: sp.csr_matrix, k: int, shrinkage: float = 0.0,
             s = _apply_support(s, (b[lo:hi] @ bt).toarray(), shrinkage, min_support)
         s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
         s[np.abs(s) < SIM_EPS] = 0.0
+        yield lo, s
+
+
+def top_k_graph(blocks: Iterable[tuple[int, np.ndarray]], n: int, k: int) -> sp.csr_matrix:
+    """The n × n CSR (float64) of each row's top-``k`` non-zero entries of the slabs."""
+    rows, cols, vals = [], [], []
+    for lo, s in blocks:
         r, c = top_k_mask(s, k)
         rows.append(r + lo)
         cols.append(c)
@@ -125,6 +152,32 @@ def knn_graph(x: sp.csr_matrix, k: int, shrinkage: float = 0.0,
     cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))  # noqa: E731
     return sp.csr_matrix((cat(vals, np.float64), (cat(rows, np.int64), cat(cols, np.int64))),
                          shape=(n, n))
+
+
+def knn_graph(x: sp.csr_matrix, k: int, shrinkage: float = 0.0,
+              min_support: int = 1) -> sp.csr_matrix:
+    """Each row's top-``k`` cosine neighbours among the other rows of ``x``: an n × n CSR (float64).
+
+    See :func:`similarity_blocks`; ``block × n`` similarities exist at a time.
+    """
+    return top_k_graph(similarity_blocks(x, shrinkage, min_support), x.shape[0], k)
+
+
+def copy_into(blocks: Iterable[tuple[int, np.ndarray]], out: np.ndarray
+              ) -> Iterator[tuple[int, np.ndarray]]:
+    """Pass the slabs through, writing each into rows ``lo:lo + len(slab)`` of ``out``."""
+    for lo, s in blocks:
+        out[lo:lo + len(s)] = s
+        yield lo, s
+
+
+def dense_similarity(x: sp.csr_matrix, shrinkage: float = 0.0,
+                     min_support: int = 1) -> np.ndarray:
+    """All similarities of :func:`similarity_blocks` as a dense n × n float32 array."""
+    out = np.empty((x.shape[0], x.shape[0]), dtype=np.float32)
+    for _ in copy_into(similarity_blocks(x, shrinkage, min_support), out):
+        pass
+    return out
 
 
 def _apply_support(s: np.ndarray, common: np.ndarray, shrinkage: float,
@@ -162,6 +215,42 @@ def _csr_from(state: dict[str, torch.Tensor], prefix: str, shape: tuple[int, int
                           state[f"{prefix}.indptr"].numpy()), shape=shape)
 
 
+# ----------------------------------------------------------------------------- rated neighbourhoods
+def width_chunks(widths: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``[lo, hi)`` ranges of ascending ``widths`` with (hi − lo) · max(width, 1) ≤
+    ``budget`` (at least one element per range)."""
+    w = np.maximum(widths, 1)
+    lo = 0
+    while lo < len(w):
+        window = w[lo:lo + max(1, budget // int(w[lo]))]
+        cost = np.arange(1, len(window) + 1) * window
+        hi = lo + max(1, int(np.searchsorted(cost, budget, side="right")))
+        yield lo, hi
+        lo = hi
+
+
+def rated_sums(sim: np.ndarray, cand: sp.csr_matrix, a: np.ndarray, b: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Σ s·v and Σ s over each pair's top-``k`` candidates, for the pairs (a, b) of one chunk.
+
+    The candidates of pair p are the stored columns c of row ``b[p]`` of ``cand`` (values v),
+    weighted by ``sim[a[p], c]``; the k largest positive weights are kept (ties: lower c). Pairs
+    are padded to the widest one; padding points at ``sim[a, a]``, which is 0 (self).
+    """
+    n = sim.shape[1]
+    start, width = cand.indptr[b], np.diff(cand.indptr)[b]
+    pos = np.arange(max(int(width.max()), 1))
+    valid = pos[None, :] < width[:, None]
+    at = np.where(valid, start[:, None] + pos[None, :], 0)
+    flat = np.where(valid, cand.indices[at], a[:, None]) + (a * n)[:, None]
+    s = np.take(sim.reshape(-1), flat)
+    if len(pos) > k:  # more candidates than neighbours: keep the k largest
+        key = torch.from_numpy(np.where(s > 0, s, -np.inf).astype(s.dtype, copy=False))
+        s = np.where(top_k_keep(key, k).numpy(), s, 0)
+    w = np.maximum(s, 0).astype(np.float64)
+    return np.einsum("pc,pc->p", w, cand.data[at]), w.sum(1)
+
+
 # ----------------------------------------------------------------------------- models
 class _NeighbourhoodModel(Recommender):
     """What UserKNN and ItemKNN share: parameters, similarity graph, prediction, persistence.
@@ -169,18 +258,22 @@ class _NeighbourhoodModel(Recommender):
     Subclasses set ``_by_user`` (neighbours among users, or among items). Learned state:
     ``knn_`` (n × n CSR of kept similarities, row = entity, columns = its neighbours),
     ``ratings_`` (training users × items CSR; 1.0 everywhere on implicit data), ``user_mean_``,
-    ``item_mean_``, ``global_mean_`` and the rating range used to clip predictions.
+    ``item_mean_``, ``global_mean_``, the rating range used to clip predictions and, with
+    ``neighbourhood="rated"``, ``full_similarity_`` (every similarity, dense n × n float32;
+    derived, recomputed on load, never saved).
     """
 
     _by_user: ClassVar[bool] = True
 
     def __init__(self, k: int = 40, similarity: str = "cosine", shrinkage: float = 0.0,
-                 min_support: int = 1, score_with: str = "binary", seed: int = 0):
+                 min_support: int = 1, score_with: str = "binary", neighbourhood: str = "rated",
+                 seed: int = 0):
         self.k = k
         self.similarity = similarity
         self.shrinkage = shrinkage
         self.min_support = min_support
         self.score_with = score_with
+        self.neighbourhood = neighbourhood
         self.seed = seed
 
     # ------------------------------------------------------------------ checks
@@ -197,12 +290,24 @@ class _NeighbourhoodModel(Recommender):
         if self.score_with not in SCORE_WITH:
             raise ConfigError(f"unknown score_with {self.score_with!r}; "
                               f"expected one of {SCORE_WITH}")
+        self._check_neighbourhood(train.n_users if self._by_user else train.n_items)
         if not train.has_ratings and self.similarity != "cosine":
             raise ConfigError(
                 f"similarity {self.similarity!r} centres ratings on a mean, but "
                 f"{train.name or 'the data'} is implicit (every value is 1.0): centred values are "
                 f"all 0 and every similarity would be 0/undefined; use similarity='cosine' on "
                 f"implicit data")
+
+    def _check_neighbourhood(self, n: int) -> None:
+        if self.neighbourhood not in NEIGHBOURHOODS:
+            raise ConfigError(f"unknown neighbourhood {self.neighbourhood!r}; "
+                              f"expected one of {NEIGHBOURHOODS}")
+        if self.neighbourhood == "rated" and n > MAX_DENSE_ENTITIES:
+            what = "users" if self._by_user else "items"
+            raise ConfigError(
+                f"neighbourhood='rated' keeps all {n} × {n} {what} similarities in memory "
+                f"({4 * n * n / 2 ** 30:.1f} GiB; limit {MAX_DENSE_ENTITIES} {what}); use "
+                f"neighbourhood='global' (one precomputed top-k per entity) on data this large")
 
     # ------------------------------------------------------------------ fit
     def _fit(self, train: Interactions, **kwargs) -> None:
@@ -213,8 +318,13 @@ class _NeighbourhoodModel(Recommender):
         self.item_mean_ = row_means(r.T.tocsr(), self.global_mean_)
         self.rating_range_ = (float(r.data.min()), float(r.data.max()))
         self.ratings_ = r
-        self.knn_ = knn_graph(self._entity_matrix(r), int(self.k), float(self.shrinkage),
-                              int(self.min_support))
+        e = self._entity_matrix(r)
+        blocks = similarity_blocks(e, float(self.shrinkage), int(self.min_support))
+        self.full_similarity_ = None
+        if self.neighbourhood == "rated":  # one pass: the full matrix and its top-k
+            self.full_similarity_ = np.empty((e.shape[0], e.shape[0]), dtype=np.float32)
+            blocks = copy_into(blocks, self.full_similarity_)
+        self.knn_ = top_k_graph(blocks, e.shape[0], int(self.k))
         self._prepare()
 
     def _entity_matrix(self, r: sp.csr_matrix) -> sp.csr_matrix:
@@ -240,6 +350,18 @@ class _NeighbourhoodModel(Recommender):
             self._centred = centre(r, self.item_mean_, axis=0)
             self._knn_t = self.knn_.T.tocsr()
             self._knn_abs_t = abs(self.knn_).T.tocsr()
+        if self.neighbourhood == "rated":
+            self._prepare_rated()
+
+    def _prepare_rated(self) -> None:
+        """Candidates per query row: UserKNN item i → its raters v with r_vi − r̄_v; ItemKNN
+        user u → the items j u rated with r_uj (CSR, columns ascending)."""
+        cand = (self._centred.T.tocsr() if self._by_user
+                else sp.csr_matrix(self.ratings_, copy=True))
+        cand.sort_indices()
+        cand.indptr = cand.indptr.astype(np.int64)
+        cand.indices = cand.indices.astype(np.int64)
+        self._candidates = cand
 
     # ------------------------------------------------------------------ rating prediction
     def _neighbour_sums(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,9 +380,14 @@ class _NeighbourhoodModel(Recommender):
 
     def predict(self, users, items) -> np.ndarray:
         """Predicted ratings of aligned (user, item) internal-id pairs, clipped to the training
-        range; pairs are processed in chunks of users (one sparse product per chunk)."""
+        range, by the ``neighbourhood`` rule (see the module docstring)."""
         self._check_fitted()
         u, i = check_pairs(self, users, items)
+        rule = self._predict_rated if self.neighbourhood == "rated" else self._predict_global
+        return np.clip(rule(u, i), *self.rating_range_)
+
+    def _predict_global(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Global top-k neighbourhoods: one sparse product per chunk of users."""
         out = np.empty(len(u), dtype=np.float64)
         order = np.argsort(u, kind="stable")
         uniq, first = np.unique(u[order], return_index=True)
@@ -275,11 +402,33 @@ class _NeighbourhoodModel(Recommender):
             base = self._baseline(pu, pi)
             safe = np.where(den > 0, den, 1.0)
             out[order[lo:hi]] = np.where(den > 0, base + num / safe, base)
-        return np.clip(out, *self.rating_range_)
+        return out
+
+    def _predict_rated(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Per-pair top-k among the item's raters (UserKNN) or the user's items (ItemKNN).
+
+        Pairs are sorted by their number of candidates and processed in chunks of at most
+        ``_PAIR_ENTRIES`` (pair, candidate) entries, padded to the chunk's widest pair.
+        """
+        if self.full_similarity_ is None:
+            raise ConfigError("neighbourhood was set to 'rated' after fitting with 'global': "
+                              "refit the model")
+        a, b = (u, i) if self._by_user else (i, u)
+        widths = np.diff(self._candidates.indptr)[b]
+        order = np.argsort(widths, kind="stable")
+        num, den = np.zeros(len(u)), np.zeros(len(u))
+        for lo, hi in width_chunks(widths[order], _PAIR_ENTRIES):
+            sel = order[lo:hi]
+            num[sel], den[sel] = rated_sums(self.full_similarity_, self._candidates, a[sel], b[sel],
+                                            int(self.k))
+        base = self.user_mean_[u]
+        offset = base if self._by_user else 0.0
+        return np.where(den > 0, offset + num / np.where(den > 0, den, 1.0), base)
 
     # ------------------------------------------------------------------ top-N
     def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
-        """UserKNN: Σ_{v∈N_k(u)} s_uv x_vi; ItemKNN: Σ_{j∈N_k(i)} s_ij x_uj (x: binary/ratings)."""
+        """UserKNN: Σ_{v∈N_k(u)} s_uv x_vi; ItemKNN: Σ_{j∈N_k(i)} s_ij x_uj (x: binary/ratings),
+        global neighbourhoods whatever ``neighbourhood`` is."""
         x = self._binary if self.score_with == "binary" else self.ratings_
         rows = users.cpu().numpy()
         s = (self.knn_[rows] @ x) if self._by_user else (x[rows] @ self._knn_t)
@@ -309,6 +458,11 @@ class _NeighbourhoodModel(Recommender):
             raise ValueError("user/item means do not match the id maps")
         mean, lo, hi = state["stats"].tolist()
         self.global_mean_, self.rating_range_ = mean, (lo, hi)
+        self._check_neighbourhood(n)
+        self.full_similarity_ = None
+        if self.neighbourhood == "rated":
+            self.full_similarity_ = dense_similarity(self._entity_matrix(self.ratings_),
+                                                     float(self.shrinkage), int(self.min_support))
         self._prepare()
 
 
@@ -317,8 +471,10 @@ class UserKNN(_NeighbourhoodModel):
 
     ``similarity``: "cosine", "pearson" (user-mean centred) or "adjusted_cosine" (item-mean
     centred); ``shrinkage``/``min_support`` damp similarities with few co-rated items;
-    ``score_with`` picks binary or rating values for top-N scores. Fitting is deterministic;
-    ``seed`` is kept only for the common model contract.
+    ``score_with`` picks binary or rating values for top-N scores; ``neighbourhood`` picks the
+    rating-prediction rule: "rated" (the k most similar users among those who rated the item,
+    Herlocker et al.) or "global" (u's global top-k, restricted to the item's raters). Fitting is
+    deterministic; ``seed`` is kept only for the common model contract.
     """
 
     name = "userknn"
@@ -329,7 +485,9 @@ class ItemKNN(_NeighbourhoodModel):
     """Item-based kNN (Sarwar et al. WWW'01): the user's own ratings of items similar to i.
 
     ``similarity``: "cosine", "pearson" (item-mean centred) or "adjusted_cosine" (user-mean
-    centred, Sarwar et al.); other parameters as in :class:`UserKNN`.
+    centred, Sarwar et al.); ``neighbourhood``: "rated" (Sarwar's weighted sum over the k items
+    most similar to i among those u rated) or "global" (i's global top-k restricted to u's items,
+    centred on the item mean); other parameters as in :class:`UserKNN`.
     """
 
     name = "itemknn"

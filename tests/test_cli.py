@@ -193,6 +193,11 @@ def test_detect_end_to_end(data_dir):
     rows = json.loads(result.stdout)
     assert {r["held_out"] for r in rows} == {"average", "random", "bandwagon"}
     assert all(r["recall"] > 0.9 for r in rows if r["held_out"] != "segment")
+
+
+def test_detect_plots(data_dir, tmp_path):
     table = run("detect", "--attack", "average", "--attack", "random", "--detector", "pca",
-                "--victim", "none")
+                "--victim", "none", "--plot", str(tmp_path))
     assert table.exit_code == 0 and "average" in table.output
+    for name in ("roc.png", "pr.png", "features.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

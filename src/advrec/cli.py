@@ -544,6 +544,7 @@ def detect(
     n_targets: Annotated[int, typer.Option(help="Target items per attack.")] = 3,
     k: Annotated[int, typer.Option(help="Cutoff of the hit ratios.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Folder for roc.png, pr.png (per held-out attack and detector) and features.png (real vs fake feature distributions).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Detect injected fake profiles without leaking labels (leave-one-attack-type-out):
@@ -555,7 +556,18 @@ def detect(
         rows = detection_study(dataset, attacks=tuple(attack), size=size, filler=filler,
                                detectors=tuple(detector),
                                victim=None if victim in (None, "none") else victim,
-                               n_targets=n_targets, k=k, fold=fold, seed=seed)
+                               n_targets=n_targets, k=k, fold=fold, seed=seed,
+                               curves=plot is not None)
+        if plot is not None:
+            from advrec.data.datasets import load_split
+            from advrec.experiments.detection import plot_curves, plot_feature_distributions
+
+            plot_curves(rows, plot)
+            train, _ = load_split(dataset, fold=fold) if fold else load_split(dataset)
+            plot_feature_distributions(train, attack[0], size, filler, plot, seed=seed)
+            for r in rows:
+                r.pop("roc_curve", None)
+                r.pop("pr_curve", None)
         if json_out:
             print(json.dumps(rows, default=str))
             return
@@ -569,6 +581,8 @@ def detect(
             table.add_row(*(escape(str(r.get(c, ""))) if c in cols[:2]
                             else f"{r.get(c, float('nan')):.3f}" for c in cols + victim_cols))
         out.print(table)
+        if plot is not None:
+            out.print(f"plots: {plot}/roc.png, pr.png, features.png")
 
 
 # ---------------------------------------------------------------------------- experiments

@@ -389,8 +389,10 @@ class Evaluator:
         floor = torch.finfo(masked.dtype).min
         out = []
         for t in kth:
-            t = masked.new_full((len(masked),), -torch.inf) if t is None else t
-            out.append((masked - t.clamp(min=floor)[:, None]).amax(0) >= 0)
+            if t is None:  # every candidate is in the top-k
+                out.append((masked > -torch.inf).any(0))
+            else:
+                out.append((masked >= t.clamp(min=floor)[:, None]).any(0))
         return torch.stack(out)
 
     def _rank_sampled(self, scores, start, stop, rel, n_rel) -> _Chunk:

@@ -19,14 +19,14 @@ ADAGRAD, SGD = 0, 1
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _softplus(x: float) -> float:
+def softplus(x: float) -> float:
     if x > 0:
         return x + math.log1p(math.exp(-x))
     return math.log1p(math.exp(x))
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
@@ -122,8 +122,8 @@ def bpr_epoch(
             for k in range(d):
                 x += P[u, k] * (Q[i, k] - Q[j, k])
                 sq += P[u, k] * P[u, k] + Q[i, k] * Q[i, k] + Q[j, k] * Q[j, k]
-            total += _softplus(-x) + reg * sq
-            g = -_sigmoid(-x)
+            total += softplus(-x) + reg * sq
+            g = -sigmoid(-x)
             for k in range(d):
                 pu = P[u, k]
                 g_p[su, k] += g * (Q[i, k] - Q[j, k])
@@ -140,7 +140,7 @@ def bpr_epoch(
                 x = 0.0
                 for k in range(d):
                     x += (P[u, k] + dp[su, k]) * ((Q[i, k] + dq[si, k]) - (Q[j, k] + dq[sj, k]))
-                g = -adv_reg * _sigmoid(-x)
+                g = -adv_reg * sigmoid(-x)
                 for k in range(d):
                     pu = P[u, k] + dp[su, k]
                     g_p[su, k] += g * ((Q[i, k] + dq[si, k]) - (Q[j, k] + dq[sj, k]))

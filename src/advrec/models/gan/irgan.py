@@ -30,6 +30,7 @@ from advrec.errors import ConfigError, DataError
 from advrec.evaluation.evaluator import Evaluator
 from advrec.evaluation.metrics import RANK_METRICS
 from advrec.models.base import Recommender, _csr_coords, resolve_device
+from advrec.training.bpr_kernel import sigmoid, softplus
 from advrec.training.trainer import _progress
 
 GENERATOR_UPDATES = ("reinforce", "gumbel")
@@ -113,19 +114,6 @@ class MFScorer(nn.Module):
 
 # ----------------------------------------------------------------------------- compiled D pass
 @njit(cache=True, nogil=True, fastmath=True)
-def _softplus(x: float) -> float:
-    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@njit(cache=True, nogil=True, fastmath=True)
 def _d_epoch_kernel(P, Q, bias, users, pos, neg, batch_size, lr, reg, gu, gi, gj, gb):
     """The CPU twin of :meth:`MFScorer.logistic_pair_step` over a whole (ordered) pass: each
     batch's gradients are computed from the pre-batch parameters, then applied. Returns the loss."""
@@ -140,8 +128,8 @@ def _d_epoch_kernel(P, Q, bias, users, pos, neg, batch_size, lr, reg, gu, gi, gj
                 s_pos += P[u, k] * Q[i, k]
                 s_neg += P[u, k] * Q[j, k]
                 l2 += 2 * P[u, k] ** 2 + Q[i, k] ** 2 + Q[j, k] ** 2
-            total += _softplus(-s_pos) + _softplus(s_neg) + reg * l2
-            dp, dn = _sigmoid(s_pos) - 1.0, _sigmoid(s_neg)
+            total += softplus(-s_pos) + softplus(s_neg) + reg * l2
+            dp, dn = sigmoid(s_pos) - 1.0, sigmoid(s_neg)
             for k in range(d):
                 gu[a, k] = dp * Q[i, k] + dn * Q[j, k] + 4 * reg * P[u, k]
                 gi[a, k] = dp * P[u, k] + 2 * reg * Q[i, k]

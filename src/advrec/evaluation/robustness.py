@@ -14,6 +14,7 @@ from advrec.attacks.perturbation import check_targets, perturb, perturbed_scorer
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError
 from advrec.evaluation.evaluator import EvaluationResult, Evaluator
+from advrec.evaluation.shilling import target_ranks
 from advrec.evaluation.significance import compare_results
 
 
@@ -79,26 +80,13 @@ def target_hit_ratio(scorer, train: Interactions, targets, k: int = 10,
     """Hit ratio@k and mean rank of target items among the users who have not interacted with
     them (the measure of targeted and shilling attacks). ``scorer`` is a model or a callable."""
     targets = check_targets(targets, train.n_items)
-    score = scorer.score if hasattr(scorer, "score") else scorer
-    csr = train.binary_csr
-    hits, ranks, count = 0.0, 0.0, 0
-    n_items = train.n_items
-    for start in range(0, train.n_users, chunk_size):
-        users = torch.arange(start, min(start + chunk_size, train.n_users))
-        s = torch.as_tensor(score(users)).float().cpu()
-        seen = torch.from_numpy(csr[start:start + len(users)].toarray() > 0)
-        s = s.masked_fill(seen, -torch.inf)
-        t_scores = s[:, targets].contiguous()
-        ascending = torch.from_numpy(np.sort(s.numpy(), axis=1))  # memory: one chunk × items
-        # candidates scoring >= each target, the target itself excluded (ties against it)
-        rank = n_items - torch.searchsorted(ascending, t_scores, side="left") - 1
-        eligible = ~seen[:, targets]
-        hits += float(((rank < k) & eligible).sum())
-        ranks += float((rank.double() * eligible).sum())
-        count += int(eligible.sum())
+    ranks = target_ranks(scorer, train, targets, chunk_size)
+    eligible = ~np.isnan(ranks)
+    count = int(eligible.sum())
     if count == 0:
         raise ConfigError("every user has already interacted with the target items")
-    return {f"target_hr@{k}": hits / count, "target_mean_rank": ranks / count,
+    return {f"target_hr@{k}": float((ranks[eligible] < k).sum()) / count,
+            "target_mean_rank": float(ranks[eligible].sum()) / count,
             "target_pairs": count}
 
 

@@ -76,8 +76,8 @@ def target_ranks(scorer, train: Interactions, targets: np.ndarray,
     """``[train.n_users, len(targets)]`` ranks (0 = top) of each target among the user's items not
     in ``train``, NaN where the user has interacted with the target. ``targets``: internal ids.
 
-    The same convention as :func:`advrec.evaluation.robustness.target_hit_ratio` (which gives the
-    pair-level summary): rank = number of other candidates scoring >= the target.
+    Rank = number of other candidates scoring >= the target (ties count against it);
+    :func:`advrec.evaluation.robustness.target_hit_ratio` summarises these ranks.
     """
     score = scorer.score if hasattr(scorer, "score") else scorer
     csr = train.binary_csr
@@ -92,8 +92,10 @@ def target_ranks(scorer, train: Interactions, targets: np.ndarray,
                             f"expected ({stop - start}, {train.n_items})")
         seen = torch.from_numpy(csr[start:stop].toarray() > 0)
         s = s.masked_fill(seen, -torch.inf)
-        ts = s[:, t]
-        rank = ((s[:, None, :] >= ts[:, :, None]).sum(-1) - 1).double()
+        ts = s[:, t].contiguous()
+        ascending = torch.from_numpy(np.sort(s.numpy(), axis=1))  # memory: one chunk × items
+        # candidates scoring >= each target, the target itself excluded (ties against it)
+        rank = (train.n_items - torch.searchsorted(ascending, ts, side="left") - 1).double()
         out[start:stop] = rank.masked_fill(seen[:, t], float("nan")).numpy()
     return out
 

@@ -644,7 +644,7 @@ def run(
 @app.command()
 def results(
     folder: Annotated[Path, typer.Argument(help="An experiment's results folder.")],
-    group_by: Annotated[list[str], typer.Option("--group-by", help="Columns to average over seeds by (repeat).")] = ["model_label", "attack", "eps"],  # noqa: B006
+    group_by: Annotated[list[str] | None, typer.Option("--group-by", help="Columns to average over seeds by (repeat); default model_label, attack, eps, plus size, filler and defense when shilling cells exist.")] = None,
     where: Annotated[list[str], typer.Option("--where", help="Keep rows with COLUMN=VALUE (repeat), e.g. --where attack=fgsm.")] = [],  # noqa: B006
     csv: Annotated[Path | None, typer.Option(help="Also write the (ungrouped, filtered) rows to this CSV file.")] = None,
     parquet: Annotated[Path | None, typer.Option(help="Also write them to this Parquet file.")] = None,
@@ -667,11 +667,16 @@ def results(
         for path, writer in ((csv, "to_csv"), (parquet, "to_parquet")):
             if path is not None:
                 _write_frame(frame, path, writer)
+        if not group_by:
+            group_by = ["model_label", "attack", "eps"] + [
+                c for c in ("size", "filler", "defense")
+                if c in frame.columns and frame[c].notna().any()]
         unknown = [g for g in group_by if g not in frame.columns]
         if unknown:
             raise _config_error(f"--group-by {unknown}: not columns; choose from "
                                 f"{', '.join(frame.columns)}")
-        metric_cols = [c for c in frame.columns if "@" in c or c == "auc"]
+        metric_cols = [c for c in frame.columns if ("@" in c or c == "auc"
+                       or c.startswith("detect_")) and frame[c].notna().any()]
         grouped = (frame.groupby(group_by, sort=False, dropna=False)
                    [metric_cols].agg(["mean", "std", "count"]))
         if json_out:

@@ -18,9 +18,12 @@ from advrec.defenses.detectors import (
 )
 from advrec.defenses.evaluation import (
     DEFAULT_ATTACKS,
+    DEFENSES,
     VICTIMS,
+    defend,
     detection_metrics,
     detection_study,
+    feature_histograms,
     make_victim,
 )
 from advrec.defenses.features import (
@@ -36,6 +39,7 @@ from advrec.defenses.features import (
 __all__ = [
     "CLASSIFIERS",
     "DEFAULT_ATTACKS",
+    "DEFENSES",
     "DETECTORS",
     "FEATURES",
     "GENERIC_FEATURES",
@@ -46,9 +50,11 @@ __all__ = [
     "ProfileFeatures",
     "RuleDetector",
     "SupervisedDetector",
+    "defend",
     "degsim",
     "detection_metrics",
     "detection_study",
+    "feature_histograms",
     "filter_profiles",
     "make_detector",
     "make_victim",

@@ -51,9 +51,11 @@ from advrec.errors import ConfigError
 from advrec.evaluation.evaluator import Evaluator
 from advrec.evaluation.shilling import measure_targets
 
-__all__ = ["DEFAULT_ATTACKS", "VICTIMS", "detection_metrics", "detection_study", "make_victim"]
+__all__ = ["DEFAULT_ATTACKS", "DEFENSES", "VICTIMS", "defend", "detection_metrics",
+           "detection_study", "feature_histograms", "make_victim"]
 
 DEFAULT_ATTACKS = ("random", "average", "bandwagon", "segment", "love_hate")
+DEFENSES = (*DETECTORS, "perfect")  # "perfect": removes exactly the fake profiles (upper bound)
 VICTIMS = ("mf", "userknn", "itemknn", "bprmf", "itempop")
 
 
@@ -131,9 +133,15 @@ def _poison(train: Interactions, attack: str, targets, size: float, filler: floa
 def _targets(train: Interactions, n: int, strategy: str, seed: int) -> tuple[list, list]:
     """(test targets, disjoint training targets) as raw item ids."""
     test = select_targets(train, n, strategy, seed=seed)
-    pool = select_targets(train, 2 * n + len(test), strategy, seed=seed + 1)
-    rest = [t for t in pool.tolist() if t not in set(test.tolist())]
-    return test.tolist(), rest[:n]
+    return test.tolist(), _training_targets(train, n, strategy, test.tolist(), seed)
+
+
+def _training_targets(train: Interactions, n: int, strategy: str, avoid: Sequence,
+                      seed: int) -> list:
+    """``n`` raw item ids for the detectors' training profiles, none of them in ``avoid``."""
+    avoid = set(np.asarray(avoid).tolist())
+    pool = select_targets(train, min(train.n_items, 2 * n + len(avoid)), strategy, seed=seed + 1)
+    return [t for t in pool.tolist() if t not in avoid][:n]
 
 
 def _check_study(attacks, train_attacks, detectors, real_split) -> None:
@@ -258,3 +266,82 @@ def _detect(name: str, sets: list[_Poisoned], tested: _Poisoned, real_train: np.
     det = make_detector(name, seed=seed) if name == "pca" else make_detector(
         name, k_features=k_features)
     return det.predict_proba(tested.data), det.predict(tested.data)
+
+
+# ----------------------------------------------------------------------------- one defence
+def feature_histograms(features: ProfileFeatures, fake: np.ndarray, bins: int = 30) -> dict:
+    """Per feature: shared bin edges and the density histograms of real and fake profiles."""
+    fake = np.asarray(fake, dtype=bool)
+    out = {}
+    for name in features.names:
+        values = features.column(name)
+        finite = np.isfinite(values)
+        if not finite.any():
+            continue
+        edges = np.histogram_bin_edges(values[finite], bins=bins)
+        hist = {}
+        for part, mask in (("real", ~fake & finite), ("fake", fake & finite)):
+            counts = np.histogram(values[mask], bins=edges)[0]
+            hist[part] = (counts / max(counts.sum(), 1)).tolist()
+        out[name] = {"edges": edges.tolist(), **hist}
+    return out
+
+
+def defend(
+    train: Interactions,
+    poisoned: Interactions,
+    detector: str,
+    held_out: str,
+    targets,
+    *,
+    train_attacks: Sequence[str] | None = None,
+    train_sizes: Sequence[float] = (0.03, 0.1),
+    train_fillers: Sequence[float] = (0.03, 0.1),
+    intent: str = "push",
+    target_strategy: str = "quantile",
+    real_split: float = 0.5,
+    k_features: int = 10,
+    features: Sequence[str] | None = None,
+    curves: bool = False,
+    histograms: bool = False,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict]:
+    """One detector against ``poisoned`` (``train`` with fake profiles appended after its users):
+    (boolean flags over ``poisoned``'s users, detection metrics).
+
+    The protocol of :func:`detection_study`: supervised detectors learn from profiles of
+    ``train_attacks`` (default: :data:`DEFAULT_ATTACKS`) other than ``held_out`` (the attack that
+    made ``poisoned``), injected at ``train_sizes`` × ``train_fillers`` against items disjoint
+    from ``targets`` (raw ids), with a random ``real_split`` share of the real users as genuine
+    examples; metrics are computed on the other real users and the fakes. ``perfect`` flags
+    exactly the fakes (the upper bound of any detector). ``histograms`` adds the real/fake
+    distribution of every profile feature (:func:`feature_histograms`).
+    """
+    if detector not in DEFENSES:
+        raise ConfigError(f"unknown detector {detector!r}; choose from {list(DEFENSES)}")
+    names = check_features(features)
+    fake = np.arange(poisoned.n_users) >= train.n_users
+    tested = _Poisoned(poisoned, fake, k_features, names)
+    rng = np.random.default_rng(seed)
+    real_train = rng.random(train.n_users) < real_split
+    ev = np.r_[~real_train, np.ones(int(fake.sum()), bool)]
+    if detector == "perfect":
+        scores, flags = fake.astype(np.float64), fake.copy()
+    else:
+        sets: list[_Poisoned] = []
+        if detector in CLASSIFIERS:
+            pool = [a for a in dict.fromkeys(train_attacks or DEFAULT_ATTACKS) if a != held_out]
+            if not pool:
+                raise ConfigError(f"no training attack type is left when {held_out!r} is held "
+                                  f"out; give train_attacks other types")
+            avoid = np.atleast_1d(np.asarray(targets))
+            t_targets = _training_targets(train, len(avoid), target_strategy, avoid, seed)
+            combos = [(a, s, f) for a in pool for s in train_sizes for f in train_fillers]
+            sets = [_poison(train, a, t_targets, s, f, seed + 1000 + i, intent, k_features, names)
+                    for i, (a, s, f) in enumerate(combos)]
+        scores, flags = _detect(detector, sets, tested, real_train, k_features, names, seed)
+    out = {"detector": detector, "n_fake": int(fake.sum()), "removed": int(np.sum(flags)),
+           **detection_metrics(fake[ev], scores[ev], flags[ev], curves)}
+    if histograms:
+        out["features"] = feature_histograms(tested.features, fake)
+    return np.asarray(flags, dtype=bool), out

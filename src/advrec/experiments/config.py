@@ -108,6 +108,83 @@ class AttackConfig(_Strict):
         return v
 
 
+class ShillingConfig(_Strict):
+    """A shilling (profile-injection) attack: fake profiles are appended to the training data
+    and every victim model is trained again on it; list-valued ``size``/``filler`` expand."""
+
+    attack: str
+    size: float | list[float] = 0.05
+    filler: float | list[float] = 0.05
+    n_targets: int = Field(3, ge=1)
+    target_strategy: Literal["random", "popular", "unpopular", "quantile"] = "quantile"
+    targets: list[int | str] | None = None
+    intent: Literal["push", "nuke"] = "push"
+
+    @field_validator("attack")
+    @classmethod
+    def _known_attack(cls, v: str) -> str:
+        from advrec.attacks.shilling import ATTACKS
+
+        if v.lower() not in ATTACKS:
+            raise ValueError(f"unknown shilling attack {v!r}; allowed: {', '.join(ATTACKS)}")
+        return v.lower()
+
+    @field_validator("size", "filler")
+    @classmethod
+    def _fractions(cls, v):
+        for x in v if isinstance(v, list) else [v]:
+            if not 0 < x < 1:
+                raise ValueError(f"must lie in (0, 1) (a share of users / items), got {x}")
+        return v
+
+
+class DefenseConfig(_Strict):
+    """A detector that removes the profiles it flags before the victim is trained again (see
+    `advrec.defenses.defend`); ``perfect`` removes exactly the fake ones (the upper bound)."""
+
+    detector: str
+    train_attacks: list[str] | None = None
+    train_sizes: list[float] = Field(default_factory=lambda: [0.03, 0.1], min_length=1)
+    train_fillers: list[float] = Field(default_factory=lambda: [0.03, 0.1], min_length=1)
+    real_split: float = Field(0.5, gt=0, lt=1)
+    k_features: int = Field(10, ge=1)
+    features: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"detector": v} if isinstance(v, str) else v
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, v: str) -> str:
+        from advrec.defenses.evaluation import DEFENSES
+
+        if v.lower() not in DEFENSES:
+            raise ValueError(f"unknown detector {v!r}; allowed: {', '.join(DEFENSES)}")
+        return v.lower()
+
+    @field_validator("train_attacks")
+    @classmethod
+    def _known_train_attacks(cls, v):
+        from advrec.attacks.shilling import ATTACKS
+
+        bad = [a for a in v or [] if a not in ATTACKS]
+        if bad:
+            raise ValueError(f"unknown shilling attack(s) {bad}; allowed: {', '.join(ATTACKS)}")
+        return v
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v):
+        from advrec.defenses.features import FEATURES
+
+        bad = [f for f in v or [] if f not in FEATURES]
+        if bad:
+            raise ValueError(f"unknown feature(s) {bad}; allowed: {', '.join(FEATURES)}")
+        return v
+
+
 class EvaluationConfig(_Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 100], min_length=1)
     metrics: list[Literal["hr", "ndcg", "auc", "precision", "recall", "mrr", "map"]] = Field(
@@ -125,6 +202,8 @@ class ExperimentConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     models: list[ModelConfig] = Field(min_length=1)
     attacks: list[AttackConfig] = Field(default_factory=list)
+    shilling: list[ShillingConfig] = Field(default_factory=list)
+    defenses: list[DefenseConfig] = Field(default_factory=list)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     device: str | None = "cpu"
@@ -146,6 +225,18 @@ class ExperimentConfig(_Strict):
             if m.early_stopping is not None and self.data.valid == "none":
                 raise ValueError(f"models[{i}].early_stopping needs data.valid "
                                  f"(leave-one-out or holdout)")
+        if self.defenses and not self.shilling:
+            raise ValueError("defenses filter injected profiles: they need shilling attacks")
+        labels_d = [d.detector for d in self.defenses]
+        if len(set(labels_d)) < len(labels_d):
+            raise ValueError(f"defenses: each detector once, got {labels_d}")
+        held = {s.attack for s in self.shilling}
+        for i, d in enumerate(self.defenses):
+            left = [h for h in held if d.train_attacks and not set(d.train_attacks) - {h}]
+            if left:
+                raise ValueError(f"defenses[{i}].train_attacks: nothing is left to train on when "
+                                 f"{left[0]!r} is the attack tested (detectors never train on "
+                                 f"it); add other attack types")
         return self
 
 

@@ -26,7 +26,7 @@ def _cell_task(config, the_plan, cell, job, _trained: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     ctx = Context(config)
     model, _ = ctx.obtain(job, the_plan)  # loads the model the train task saved
-    return ctx.evaluate(cell, model, job)
+    return ctx.evaluate(cell, model, job, the_plan)
 
 
 def run_ray(ctx, the_plan, todo, store, address, progress, log) -> int:

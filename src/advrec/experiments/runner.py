@@ -1,6 +1,10 @@
 """The experiment runner: expand the file into cells, train each distinct model once, evaluate
 every cell (clean or attacked), and write each finished cell to the results store.
 
+Parameter attacks perturb the trained model. Shilling attacks append fake profiles to the
+training data and train the model again on it (its parent too, for ``init:`` entries), with no
+defence and once per detector of ``defenses:``, which removes the profiles it flags first.
+
 A model is keyed by the hash of everything that determines it (data recipe, model type,
 parameters, the model it starts from, seed); a cell by its model key, its attack and the
 evaluation settings. Finished cells are skipped on a re-run, and trained models are kept under
@@ -21,7 +25,9 @@ from advrec.errors import ConfigError
 from advrec.experiments.config import (
     SEQUENCE_PARAMS,
     AttackConfig,
+    DefenseConfig,
     ExperimentConfig,
+    ShillingConfig,
     canonical_hash,
     expand,
 )
@@ -45,12 +51,29 @@ class ModelJob:
 
 @dataclass(frozen=True)
 class Cell:
-    """One result row: a model, clean (``attack is None``) or under one attack variant."""
+    """One result row: a model, clean (``attack is None``) or under one attack variant; for a
+    shilling attack (``attack["method"]`` = ``shill:<name>``) with ``defense`` (None: none)."""
 
     key: str
     model_key: str
     attack: dict[str, Any] | None
     config: dict[str, Any] = field(compare=False)
+    defense: dict[str, Any] | None = None
+
+    @property
+    def shilling(self) -> bool:
+        return self.attack is not None and self.attack["method"].startswith(SHILL)
+
+    def describe(self) -> str:
+        if self.attack is None:
+            return "clean"
+        if self.shilling:
+            return (f"{self.attack['method']} size={self.attack['size']} "
+                    f"defence={(self.defense or {}).get('detector', 'none')}")
+        return f"{self.attack['method']} ε={self.attack['eps']}"
+
+
+SHILL = "shill:"  # the attack column of shilling cells: shill:<attack name>
 
 
 @dataclass
@@ -71,6 +94,8 @@ def plan(config: ExperimentConfig) -> Plan:
     evaluation = config.evaluation.model_dump()
     evaluation.pop("significance")  # how p-values are computed does not change a cell's numbers
     attacks = [a for entry in config.attacks for a in _attack_variants(entry)]
+    shillings = [s for entry in config.shilling for s in _shilling_variants(entry)]
+    defenses = [None, *(_defense(d) for d in config.defenses)]
     jobs: list[ModelJob] = []
     cells: list[Cell] = []
     for seed in config.seeds:
@@ -98,14 +123,18 @@ def plan(config: ExperimentConfig) -> Plan:
             jobs.extend(made)
             attackable = hasattr(get_model(entry.name), "parameter_blocks")
             for job in made:
-                for attack in [None, *attacks] if attackable else [None]:
+                variants = [(a, None) for a in ([None, *attacks] if attackable else [None])]
+                variants += [(s, d) for s in shillings for d in defenses]
+                for attack, defense in variants:
                     cfg = {"model_key": job.key, "attack": attack, "evaluation": evaluation,
                            "data": data}
+                    if defense is not None:
+                        cfg["defense"] = defense
                     cells.append(Cell(canonical_hash(cfg), job.key, attack,
                                       {**cfg, "model": {"name": job.name, "label": job.label,
                                                         "params": job.params, "seed": seed,
                                                         "init": job.init_key,
-                                                        "early_stopping": es}}))
+                                                        "early_stopping": es}}, defense))
     if not cells:
         raise ConfigError("the experiment expands into zero cells")
     return Plan(jobs, cells)
@@ -138,6 +167,27 @@ def _attack_variants(entry: AttackConfig) -> list[dict[str, Any]]:
     return expand(raw)
 
 
+def _shilling_variants(entry: ShillingConfig) -> list[dict[str, Any]]:
+    raw = entry.model_dump()
+    raw["method"] = SHILL + raw.pop("attack")
+    if raw["targets"] is None:
+        raw.pop("targets")
+    else:
+        raw.pop("n_targets")
+        raw.pop("target_strategy")
+    return expand(raw)
+
+
+def _defense(entry: DefenseConfig) -> dict[str, Any]:
+    raw = entry.model_dump()
+    if raw["detector"] in ("pca", "rule", "perfect"):  # options of the supervised detectors
+        for k in ("train_attacks", "train_sizes", "train_fillers", "features"):
+            raw.pop(k)
+    if raw["detector"] == "perfect":
+        raw.pop("k_features")
+    return raw
+
+
 def _suffix(params: dict, declared: dict) -> str:
     varying = [k for k, v in declared.items() if isinstance(v, list) and k in params
                and not (k in SEQUENCE_PARAMS and not isinstance(v[0], list))]
@@ -166,6 +216,8 @@ class Context:
         self._parts: dict[int, Any] = {}
         self._extra: dict[str, dict] = {}
         self._evaluators: dict[int, Any] = {}
+        self._poisoned: dict[str, tuple] = {}
+        self._defended: dict[str, tuple] = {}
         self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
         self._prepare = prepare
 
@@ -179,13 +231,26 @@ class Context:
 
     def obtain(self, job: ModelJob, plan_: Plan) -> tuple[Any, bool]:
         """The trained model of ``job``: loaded if saved by an earlier run, else trained now."""
-        from advrec.models import get_model, load_model
+        from advrec.models import load_model
         from advrec.models.base import read_manifest
 
         path = self.model_dir(job.key)
         if (path / "manifest.json").is_file():
             self._extra[job.key] = read_manifest(path).get("extra", {})
             return load_model(path, device=self.config.device), False
+        parts = self.parts(job.seed)
+        model, seconds = self.train(job, plan_, parts.train)
+        extra = {"job": job.__dict__, "history": getattr(model, "history_", []),
+                 "fit_seconds": seconds}
+        model.save(path, extra=extra)
+        self._extra[job.key] = extra
+        return model, True
+
+    def train(self, job: ModelJob, plan_: Plan, data, poisoned: bool = False) -> tuple[Any, float]:
+        """A fresh model of ``job`` fitted on ``data`` (its ``init:`` parent first: the saved one
+        for the clean data, trained again on the same data when ``poisoned``); (model, seconds)."""
+        from advrec.models import get_model
+
         parts = self.parts(job.seed)
         cls = get_model(job.name)
         params = dict(job.params)
@@ -201,32 +266,80 @@ class Context:
             params.update(patience=job.early_stopping["patience"],
                           validate_every=job.early_stopping["every"])
         if job.init_key is not None:
-            parent, _ = self.obtain(plan_.job(job.init_key), plan_)
+            parent_job = plan_.job(job.init_key)
+            parent = (self.train(parent_job, plan_, data, poisoned)[0] if poisoned
+                      else self.obtain(parent_job, plan_)[0])
             fit_kw["init_from"] = parent
         model = cls(**params)
         t0 = time.perf_counter()
-        model.fit(parts.train, **fit_kw)
-        seconds = time.perf_counter() - t0
-        extra = {"job": job.__dict__, "history": getattr(model, "history_", []),
-                 "fit_seconds": seconds}
-        model.save(path, extra=extra)
-        self._extra[job.key] = extra
-        return model, True
+        model.fit(data, **fit_kw)
+        return model, time.perf_counter() - t0
 
-    def evaluate(self, cell: Cell, model, job: ModelJob) -> dict[str, Any]:
-        """The result row of one cell (the evaluation under its attack, if any)."""
-        from advrec.attacks import perturb, perturbed_scorer
+    def evaluator(self, seed: int):
+        """The evaluator of the seed's split (clean training items masked)."""
         from advrec.evaluation import Evaluator
+
+        if seed not in self._evaluators:
+            parts = self.parts(seed)
+            ev_cfg = self.config.evaluation
+            self._evaluators[seed] = Evaluator(
+                parts.train, parts.test, ks=tuple(ev_cfg.ks), metrics=tuple(ev_cfg.metrics),
+                protocol=ev_cfg.protocol, n_negatives=ev_cfg.n_negatives, seed=seed,
+                coverage=False, device=self.config.device)
+        return self._evaluators[seed]
+
+    def poisoned(self, seed: int, attack: dict[str, Any]) -> tuple[Any, list]:
+        """(training data + the attack's fake profiles, raw target ids), built once per seed."""
+        from advrec.attacks.shilling import generate, select_targets
+
+        key = canonical_hash({"seed": seed, "attack": attack})
+        if key not in self._poisoned:
+            train = self.parts(seed).train
+            targets = attack.get("targets")
+            if targets is None:
+                targets = select_targets(train, attack["n_targets"], attack["target_strategy"],
+                                         seed=seed).tolist()
+            fake = generate(attack["method"].removeprefix(SHILL), train, targets,
+                            size=attack["size"], filler=attack["filler"], seed=seed,
+                            intent=attack["intent"], implicit=train.ratings is None)
+            self._poisoned[key] = (train.concat(fake), list(targets))
+        return self._poisoned[key]
+
+    def defended(self, seed: int, attack: dict[str, Any], defense: dict[str, Any] | None
+                 ) -> tuple[Any, dict | None]:
+        """(the poisoned training data less the profiles ``defense`` flags, its detection
+        metrics with curves and feature histograms); the data as is without a defence."""
+        from advrec.defenses import defend, filter_profiles
+
+        data, targets = self.poisoned(seed, attack)
+        if defense is None:
+            return data, None
+        key = canonical_hash({"seed": seed, "attack": attack, "defense": defense})
+        if key not in self._defended:
+            train = self.parts(seed).train
+            options = {k: v for k, v in defense.items() if k != "detector"}
+            t0 = time.perf_counter()
+            flags, info = defend(train, data, defense["detector"],
+                                 attack["method"].removeprefix(SHILL), targets,
+                                 intent=attack["intent"],
+                                 target_strategy=attack.get("target_strategy", "quantile"),
+                                 curves=True, histograms=True, seed=seed, **options)
+            info["seconds"] = time.perf_counter() - t0
+            info["removed_real"] = int(flags[:train.n_users].sum())
+            self._defended[key] = (filter_profiles(data, flags), info)
+        return self._defended[key]
+
+    def evaluate(self, cell: Cell, model, job: ModelJob, plan_: Plan | None = None
+                 ) -> dict[str, Any]:
+        """The result row of one cell (the evaluation under its attack, if any); shilling cells
+        train the model again on the poisoned (and filtered) data, which needs ``plan_``."""
+        from advrec.attacks import perturb, perturbed_scorer
         from advrec.models.base import library_versions
 
+        if cell.shilling:
+            return self._evaluate_shilling(cell, model, job, plan_)
         parts = self.parts(job.seed)
-        ev_cfg = self.config.evaluation
-        if job.seed not in self._evaluators:
-            self._evaluators[job.seed] = Evaluator(
-                parts.train, parts.test, ks=tuple(ev_cfg.ks), metrics=tuple(ev_cfg.metrics),
-                protocol=ev_cfg.protocol, n_negatives=ev_cfg.n_negatives, seed=job.seed,
-                coverage=False, device=self.config.device)
-        evaluator = self._evaluators[job.seed]
+        evaluator = self.evaluator(job.seed)
         t0 = time.perf_counter()
         scorer = model
         if cell.attack is not None:
@@ -250,6 +363,48 @@ class Context:
             "timings": {"fit_seconds": extra.get("fit_seconds"),
                         "evaluate_seconds": time.perf_counter() - t0},
             "versions": library_versions(),
+            "defense": None, "detection": None,
+        }
+
+    def _evaluate_shilling(self, cell: Cell, clean_model, job: ModelJob, plan_: Plan | None
+                           ) -> dict[str, Any]:
+        """Train ``job``'s model on the poisoned (and defended) data; test accuracy on the real
+        users and the targets' hit ratio over the real users who had not rated them, before
+        (``target_hr@k_before``, the clean model) and after the attack."""
+        from advrec.attacks.shilling import resolve_items
+        from advrec.evaluation.shilling import measure_targets
+        from advrec.models.base import library_versions
+
+        if plan_ is None:
+            raise ValueError("a shilling cell trains its model again: pass the plan")
+        parts = self.parts(job.seed)
+        t0 = time.perf_counter()
+        data, detection = self.defended(job.seed, cell.attack, cell.defense)
+        _, targets = self.poisoned(job.seed, cell.attack)
+        t_detect = time.perf_counter() - t0
+        model, fit_seconds = self.train(job, plan_, data, poisoned=True)
+        t1 = time.perf_counter()
+        result = self.evaluator(job.seed).evaluate(model)
+        internal = resolve_items(parts.train, targets, "target")
+        after = measure_targets(model, parts.train, internal)
+        before = measure_targets(clean_model, parts.train, internal)
+        metrics = dict(result.summary)
+        for k in self.config.evaluation.ks:
+            metrics[f"target_hr@{k}"] = after.hit_ratio(k)
+            metrics[f"target_hr@{k}_before"] = before.hit_ratio(k)
+        defense = (cell.defense or {}).get("detector", "none")
+        return {
+            "key": cell.key, "experiment": self.config.name, "model_key": job.key,
+            "model_label": job.label, "model_name": job.name, "seed": job.seed,
+            "attack": cell.attack["method"], "eps": None,
+            "attack_config": {**cell.attack, "targets": targets, "defense": defense},
+            "config": cell.config, "metrics": metrics,
+            "per_user": {"users": result.users, **result.per_user},
+            "history": [],
+            "timings": {"fit_seconds": fit_seconds, "detect_seconds": t_detect,
+                        "evaluate_seconds": time.perf_counter() - t1},
+            "versions": library_versions(),
+            "defense": defense, "detection": detection,
         }
 
 
@@ -313,10 +468,9 @@ def _run_local(ctx: Context, the_plan: Plan, todo: list[Cell], store: ResultsSto
             model, fresh = ctx.obtain(job, the_plan)
             trained += fresh
             for cell in cells:
-                what = "clean" if cell.attack is None else (
-                    f"{cell.attack['method']} ε={cell.attack['eps']}")
+                what = cell.describe()
                 bar.describe(f"{job.label} (seed {job.seed}): {what}")
-                store.write(ctx.evaluate(cell, model, job))
+                store.write(ctx.evaluate(cell, model, job, the_plan))
                 bar.advance()
                 log(f"done: {job.label} seed {job.seed} {what}")
     return trained

@@ -16,10 +16,13 @@ import pandas as pd
 
 from advrec.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "results.duckdb"
 JSON_COLUMNS = ("attack_config", "config", "metrics", "per_user", "history", "timings",
-                "versions")
+                "versions", "detection")
+# Columns added since schema 1, with their types: a schema-1 store gains them (empty) on opening.
+DETECTION_FIGURES = ("precision", "recall", "f1", "roc_auc", "pr_auc", "removed", "removed_real")
+ADDED_IN_2 = {"defense": "VARCHAR", "detection": "VARCHAR"}
 COLUMNS = {
     "key": "VARCHAR PRIMARY KEY",
     "experiment": "VARCHAR",
@@ -36,6 +39,8 @@ COLUMNS = {
     "history": "VARCHAR",
     "timings": "VARCHAR",
     "versions": "VARCHAR",
+    "defense": "VARCHAR",
+    "detection": "VARCHAR",
     "status": "VARCHAR",
     "created": "TIMESTAMP",
 }
@@ -64,6 +69,7 @@ class ResultsStore:
             raise ConfigError(f"{self.path}: not a readable results database ({exc})") from None
         if not read_only:
             self._create()
+            self._migrate()
         self._check_version()
 
     # ------------------------------------------------------------------ schema
@@ -73,6 +79,18 @@ class ResultsStore:
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         self.con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                          [str(SCHEMA_VERSION)])
+
+    def _migrate(self) -> None:
+        """Schema 1 → 2: the shilling columns (``defense``, ``detection``), empty for old rows."""
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != "1":
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        for name, kind in ADDED_IN_2.items():
+            self.con.execute(f"ALTER TABLE cells ADD COLUMN IF NOT EXISTS {name} {kind}")
+        self.con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                         [str(SCHEMA_VERSION)])
+        self.con.execute("COMMIT")
 
     def _check_version(self) -> None:
         try:
@@ -94,12 +112,15 @@ class ResultsStore:
 
     def write(self, row: dict[str, Any]) -> None:
         """Insert one finished cell, all columns at once (a transaction: all or nothing)."""
-        missing = [c for c in COLUMNS if c not in row and c not in ("created", "status")]
+        missing = [c for c in COLUMNS if c not in row
+                   and c not in ("created", "status", "defense", "detection")]
         if missing:
             raise ValueError(f"result row lacks {missing}")
         values = dict(row)
         values.setdefault("status", "done")
         values["created"] = datetime.now(timezone.utc).replace(tzinfo=None)
+        values.setdefault("defense", None)
+        values.setdefault("detection", None)
         for c in JSON_COLUMNS:
             values[c] = json.dumps(values[c], default=_json_default)
         names = list(COLUMNS)
@@ -133,8 +154,13 @@ class ResultsStore:
         flat = []
         for r in rows:
             base = {k: r[k] for k in ("experiment", "model_label", "model_name", "seed", "attack",
-                                      "eps", "key", "model_key")}
+                                      "eps", "defense", "key", "model_key")}
+            shilling = r["attack_config"] or {}
+            base.update({k: shilling.get(k) for k in ("size", "filler")})
             base.update(r["metrics"])
+            detection = r.get("detection") or {}
+            base.update({f"detect_{k}": v for k, v in detection.items()
+                         if k in DETECTION_FIGURES})
             flat.append(base)
         return pd.DataFrame(flat)
 

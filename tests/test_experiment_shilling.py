@@ -85,6 +85,11 @@ def test_plan_cells_keys_and_shorthand():
         {"name": "bprmf", "label": "BPR", "params": {"epochs": 1}},
         {"name": "apr", "label": "APR", "init": "BPR", "params": {"epochs": 1}}]))
     assert sum(c.shilling for c in chained.cells) == 2 * 4
+    # a parameter attack's targets list is one value too, not a grid
+    targeted = plan(config(data={"dataset": "movielens-500"}, shilling=[], defenses=[],
+                           models=[{"name": "bprmf", "params": {"epochs": 1}}],
+                           attacks=[{"method": "fgsm", "targets": [1, 2]}]))
+    assert [c.attack["targets"] for c in targeted.cells if c.attack] == [[1, 2]]
 
 
 # ---------------------------------------------------------------------------- running
@@ -149,17 +154,26 @@ def test_results_table_groups_by_defence(shilling_run):
 
 
 def test_implicit_data_and_init_chain(tmp_path, data_dir):
-    """movielens-500 has no ratings: the implicit attack variant; APR starts from a BPR-MF that
-    is itself trained again on the poisoned data."""
-    cfg = config(tmp_path, data={"dataset": "movielens-500"}, defenses=["pca"], models=[
-        {"name": "bprmf", "label": "BPR", "params": {"epochs": 1}},
-        {"name": "apr", "label": "APR", "init": "BPR", "params": {"epochs": 1, "eps": 0.5}}])
+    """Binarized data (no ratings): the implicit attack variant, fixed targets, and only the
+    ``perfect`` defence (detectors read ratings: a clear error before any cell runs). APR starts
+    from a BPR-MF that is itself trained again on the poisoned data."""
+    models = [{"name": "bprmf", "label": "BPR", "params": {"epochs": 1}},
+              {"name": "apr", "label": "APR", "init": "BPR", "params": {"epochs": 1, "eps": 0.5}}]
+    data = {"dataset": "movielens-500", "binarize": 1}
+    with pytest.raises(ConfigError, match="defenses: pca read rating profiles"):
+        run_experiment(config(tmp_path / "pca", data=data, defenses=["pca"], models=models))
+    shilling = [{"attack": "average", "targets": [1, 2]}]
+    cfg = config(tmp_path, data=data, defenses=["perfect"], models=models, shilling=shilling)
     summary = run_experiment(cfg)
-    assert summary.done_now == 2 * 3
+    assert summary.done_now == 2 * 3  # targets: [1, 2] is one value, not a grid
     with ResultsStore(tmp_path, read_only=True) as store:
         rows = store.rows(per_user=False)
-    pca = [r for r in rows if r["defense"] == "pca"]
-    assert len(pca) == 2 and all(r["detection"]["n_fake"] > 0 for r in pca)
+    shill = [r for r in rows if r["defense"] is not None]
+    assert {r["attack_config"]["targets"] == [1, 2] for r in shill} == {True}
+    perfect = [r for r in shill if r["defense"] == "perfect"]
+    assert len(perfect) == 2
+    assert all(r["detection"]["recall"] == 1 and "features" not in r["detection"]
+               for r in perfect)
 
 
 # ---------------------------------------------------------------------------- store
@@ -177,7 +191,10 @@ def test_schema_1_store_gains_the_shilling_columns(tmp_path):
     con.execute("INSERT INTO cells VALUES ('k', 'e', 'm', 'M', 'mf', 0, 'none', NULL, 'null', "
                 "'{}', '{\"hr@10\": 0.5}', '{}', '[]', '{}', '{}', 'done', now())")
     con.close()
-    with ResultsStore(tmp_path) as store:
+    with ResultsStore(tmp_path, read_only=True) as store:  # read as is, new columns None
+        (row,) = store.rows()
+        assert row["defense"] is None and row["metrics"] == {"hr@10": 0.5}
+    with ResultsStore(tmp_path) as store:  # opened for writing: migrated
         (row,) = store.rows()
         assert row["metrics"] == {"hr@10": 0.5}
         assert row["defense"] is None and row["detection"] is None

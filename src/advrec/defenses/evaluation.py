@@ -342,6 +342,6 @@ def defend(
         scores, flags = _detect(detector, sets, tested, real_train, k_features, names, seed)
     out = {"detector": detector, "n_fake": int(fake.sum()), "removed": int(np.sum(flags)),
            **detection_metrics(fake[ev], scores[ev], flags[ev], curves)}
-    if histograms:
+    if histograms and poisoned.ratings is not None:  # the features are built from ratings
         out["features"] = feature_histograms(tested.features, fake)
     return np.asarray(flags, dtype=bool), out

@@ -74,6 +74,7 @@ class Cell:
 
 
 SHILL = "shill:"  # the attack column of shilling cells: shill:<attack name>
+VALUE_KEYS = ("targets",)  # attack options whose list is one value (a grid only as a list of lists)
 
 
 @dataclass
@@ -164,7 +165,7 @@ def _attack_variants(entry: AttackConfig) -> list[dict[str, Any]]:
     if raw.get("targets") is None:
         raw.pop("targets", None)
         raw.pop("mode", None)
-    return expand(raw)
+    return expand(raw, VALUE_KEYS)
 
 
 def _shilling_variants(entry: ShillingConfig) -> list[dict[str, Any]]:
@@ -175,7 +176,7 @@ def _shilling_variants(entry: ShillingConfig) -> list[dict[str, Any]]:
     else:
         raw.pop("n_targets")
         raw.pop("target_strategy")
-    return expand(raw)
+    return expand(raw, VALUE_KEYS)
 
 
 def _defense(entry: DefenseConfig) -> dict[str, Any]:
@@ -424,6 +425,7 @@ def run_experiment(config: ExperimentConfig, executor: str | None = None,
     torch.set_num_threads(1)
     the_plan = plan(config)
     ctx = Context(config)
+    _check_detectors_have_ratings(ctx)
     store = ResultsStore(ctx.output)
     _write_config(ctx.output, config)
     try:
@@ -443,6 +445,15 @@ def run_experiment(config: ExperimentConfig, executor: str | None = None,
                           time.perf_counter() - t0, ctx.output)
     finally:
         store.close()
+
+
+def _check_detectors_have_ratings(ctx: Context) -> None:
+    """Detectors read rating profiles (RDMA, WDMA, …): refuse unrated data before any cell runs."""
+    detectors = [d.detector for d in ctx.config.defenses if d.detector != "perfect"]
+    if detectors and ctx.parts(ctx.config.seeds[0]).train.ratings is None:
+        raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
+                          f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
+                          f"data or data.binarize); only 'perfect' works without ratings")
 
 
 def _write_config(output: Path, config: ExperimentConfig) -> None:

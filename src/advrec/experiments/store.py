@@ -70,7 +70,7 @@ class ResultsStore:
         if not read_only:
             self._create()
             self._migrate()
-        self._check_version()
+        self._check_version(readable=("1",) if read_only else ())
 
     # ------------------------------------------------------------------ schema
     def _create(self) -> None:
@@ -92,7 +92,7 @@ class ResultsStore:
                          [str(SCHEMA_VERSION)])
         self.con.execute("COMMIT")
 
-    def _check_version(self) -> None:
+    def _check_version(self, readable: tuple[str, ...] = ()) -> None:
         try:
             row = self.con.execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -100,6 +100,8 @@ class ResultsStore:
             row = None
         if row is None:
             raise ConfigError(f"{self.path}: not an advrec results database (no schema version)")
+        if row[0] in readable:  # an older schema read as is: its missing columns read as None
+            return
         if int(row[0]) != SCHEMA_VERSION:
             raise ConfigError(f"{self.path} was written by an incompatible advrec (results schema "
                               f"{row[0]}, this version reads {SCHEMA_VERSION}); use a new output "
@@ -136,12 +138,15 @@ class ResultsStore:
     # ------------------------------------------------------------------ reading
     def rows(self, per_user: bool = True) -> list[dict[str, Any]]:
         """Every finished cell as a dict, JSON columns decoded, oldest first."""
-        cols = [c for c in COLUMNS if per_user or c != "per_user"]
+        present = {r[0] for r in self.con.execute("SELECT name FROM pragma_table_info('cells')")
+                   .fetchall()}
+        cols = [c for c in COLUMNS if (per_user or c != "per_user") and c in present]
         result = self.con.execute(
             f"SELECT {', '.join(cols)} FROM cells WHERE status = 'done' ORDER BY created, key")
         out = []
         for rec in result.fetchall():
-            row = dict(zip(cols, rec, strict=True))
+            row = dict.fromkeys(ADDED_IN_2)
+            row.update(zip(cols, rec, strict=True))
             for c in JSON_COLUMNS:
                 if c in row and row[c] is not None:
                     row[c] = json.loads(row[c])

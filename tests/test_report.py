@@ -320,3 +320,128 @@ def test_rows_of_an_earlier_file_are_left_out(experiment, tmp_path):
     doc = parse(write_report(folder).read_text())
     assert len(table_rows(doc.find("table", id="results-table"))) == 10
     assert "experiment.json" in doc.find("section", id="config").text
+
+
+# ---------------------------------------------------------------------------- shilling
+SHILLING_RAW = {
+    "name": "tiny-shilling",
+    "data": {"dataset": "ml-100k", "fold": "u1"},
+    "models": [{"name": "bprmf", "label": "BPR-MF", "params": {"epochs": 1}}],
+    "attacks": [{"method": "fgsm", "eps": [0.5]}],
+    "shilling": [{"attack": "average", "size": 0.05, "filler": 0.05, "n_targets": 3}],
+    "defenses": ["pca", "perfect"],
+    "evaluation": {"ks": [10], "metrics": ["hr", "ndcg"]},
+    "seeds": [0, 1],
+}
+DEFENCES = ["none", "pca", "perfect"]
+
+
+@pytest.fixture(scope="module")
+def shilling_experiment(data_dir, tmp_path_factory) -> Path:
+    """A finished tiny shilling experiment: per seed, clean + fgsm + average profiles with no
+    defence, PCA and the perfect detector (the targets drawn differ from seed to seed)."""
+    out = tmp_path_factory.mktemp("shilling")
+    config = parse_config(SHILLING_RAW).model_copy(update={"output": str(out)})
+    summary = run_experiment(config, progress=False)
+    assert summary.total == 10 and summary.done_now == 10
+    return out
+
+
+@pytest.fixture(scope="module")
+def shilling_report(shilling_experiment) -> tuple[str, Node]:
+    text = write_report(shilling_experiment).read_text(encoding="utf-8")
+    return text, parse(text)
+
+
+def shilling_rows(folder: Path, defense: str) -> list[dict]:
+    return [r for r in ResultsStore(folder, read_only=True).rows()
+            if r["attack"] == "shill:average" and r["defense"] == defense]
+
+
+def test_shilling_section_table(shilling_report, shilling_experiment):
+    _, doc = shilling_report
+    assert doc.find("nav").find("a", href="#shilling").text == "Shilling attacks and defences"
+    section = doc.find("section", id="shilling")
+    assert section.find("h2").text == "Shilling attacks and defences"
+    table = section.find("table", id="shilling-table")
+    head = [th.text for th in table.find("thead").find_all("th")]
+    assert head == ["Model", "Attack", "Size", "Filler", "Defence", "Seeds", "hr@10", "ndcg@10",
+                    "Target HR@10 before → after", "Precision", "Recall", "F1", "ROC-AUC",
+                    "Removed real users"]
+    rows = table_rows(table)
+    assert [r[:6] for r in rows] == [["BPR-MF", "average", "0.05", "0.05", d, "2"]
+                                     for d in DEFENCES]
+    by_defence = {r[4]: r for r in rows}
+    pca = shilling_rows(shilling_experiment, "pca")
+    assert len(pca) == 2
+    recall = np.mean([r["detection"]["recall"] for r in pca])
+    assert by_defence["pca"][head.index("Recall")] == f"{recall:.3f}"
+    removed = np.mean([r["detection"]["removed_real"] for r in pca])
+    assert by_defence["pca"][head.index("Removed real users")] == f"{round(removed, 1):g}"
+    assert by_defence["perfect"][head.index("Precision")] == "1.000"
+    assert by_defence["none"][head.index("Recall")] == "—"  # no detector, no detection
+    undefended = shilling_rows(shilling_experiment, "none")
+    before, after = (np.mean([r["metrics"][f"target_hr@10{s}"] for r in undefended])
+                     for s in ("_before", ""))
+    assert by_defence["none"][head.index("Target HR@10 before → after")] == (
+        f"{before:.4f} → {after:.4f}")
+    clean = [r for r in ResultsStore(shilling_experiment, read_only=True).rows()
+             if r["attack"] == "none"]
+    change = (np.mean([r["metrics"]["hr@10"] for r in undefended])
+              / np.mean([r["metrics"]["hr@10"] for r in clean]) - 1)
+    assert f"{change * 100:+.1f} %".replace("-", "−") in by_defence["none"][head.index("hr@10")]
+
+
+def test_shilling_figures_are_inline_svg(shilling_report, shilling_experiment):
+    _, doc = shilling_report
+    figures = {f.attrs["id"]: f for f in doc.find("section", id="shilling").find_all(
+        "figure", class_="plot")}
+    assert set(figures) == {"shill-roc", "shill-pr", "shill-features-1"}
+    assert all(f.find_all("svg") for f in figures.values())
+    pca = shilling_rows(shilling_experiment, "pca")
+    roc_auc = np.mean([r["detection"]["roc_auc"] for r in pca])
+    roc = figures["shill-roc"].text
+    assert f"pca (AUC {roc_auc:.3f})" in roc and "perfect" not in roc  # the oracle is left out
+    assert "average · size 0.05 · filler 0.05" in roc
+    pr_auc = np.mean([r["detection"]["pr_auc"] for r in pca])
+    assert f"pca (AUC {pr_auc:.3f})" in figures["shill-pr"].text
+    features = figures["shill-features-1"]
+    names = pca[0]["detection"]["features"]
+    assert names and all(name in features.text for name in names)
+    assert "detector pca, seed 0" in features.find("figcaption").text
+
+
+def test_shilling_groups_in_results_significance_and_plots(shilling_report):
+    text, doc = shilling_report
+    rows = table_rows(doc.find("table", id="results-table"))
+    head = [th.text for th in doc.find("table", id="results-table").find_all("th")]
+    assert head == ["Model", "Attack", "ε", "Seeds", "hr@10", "ndcg@10"]  # no target_hr@10
+    # one group per defence over both seeds, although each seed drew other targets
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        ("none", "—", "2"), ("fgsm", "0.5", "2"),
+        *((f"shill:average (defense={d})", "—", "2") for d in DEFENCES)]
+    sig = table_rows(doc.find("table", id="sig-attack"))
+    assert [r[1] for r in sig] == ["fgsm", *(f"shill:average (defense={d})" for d in DEFENCES)]
+    assert all(re.search(r"\d", cell) for r in sig for cell in r[3:])
+    plots = {f.attrs["id"] for f in doc.find("section", id="plots").find_all("figure")}
+    assert {"plot-hr-10", "plot-ndcg-10", "plot-training-loss"} <= plots
+    ids = [n.attrs["id"] for n in doc.find_all() if n.attrs.get("id")]
+    assert len(ids) == len(set(ids))
+    assert not doc.find_all("script") and "url(http" not in text
+
+
+def test_no_shilling_section_without_shilling_cells(report):
+    _, text, doc = report
+    assert not doc.find_all(id="shilling") and 'href="#shilling"' not in text
+    assert "Shilling attacks and defences" not in text
+
+
+def test_history_points_of_dicts_and_plain_numbers():
+    from advrec.experiments.report import history_points
+
+    dicts = [{"epoch": 1, "loss": 0.5, "validation": None}, {"epoch": 2, "loss": 0.4,
+                                                              "validation": 0.3}]
+    assert history_points(dicts, "loss") == [(1, 0.5), (2, 0.4)]
+    assert history_points(dicts, "validation") == [(2, 0.3)]
+    assert history_points([0.9, 0.7], "loss") == [(1, 0.9), (2, 0.7)]  # e.g. mf
+    assert history_points([0.9, 0.7], "validation") == []

@@ -227,6 +227,18 @@ def test_filter_profiles_keeps_id_space():
     assert len(filter_profiles(data, [])) == len(data)
 
 
+def test_filter_profiles_drops_flagged_injected_users_from_the_id_space():
+    data = frame(TINY)  # users 0..3; treat 2 and 3 as injected (appended after 2 real users)
+    out = filter_profiles(data, [1, 3], drop_from=2)
+    assert out.n_users == 3 and out.user_ids.tolist() == data.user_ids[[0, 1, 2]].tolist()
+    assert set(out.users.tolist()) == {0, 2}  # real user 1 flagged: rows gone, id kept
+    kept = data.subset(data.users == 2)
+    assert np.array_equal(out.items[out.users == 2], kept.items)
+    assert filter_profiles(data, [], drop_from=2).same_space(data)
+    with pytest.raises(DataError, match="drop_from"):
+        filter_profiles(data, [3], drop_from=9)
+
+
 # ----------------------------------------------------------------------------- synthetic detectors
 def planted(seed: int = 0) -> tuple[Interactions, np.ndarray]:
     """60 genuine users with correlated tastes + 6 random-filler profiles pushing item 0."""
@@ -322,6 +334,10 @@ def test_filtering_restores_targets_and_keeps_accuracy(study):
         # the attack pushes the targets; removing the flagged users undoes it
         assert r["target_hr@10_attacked"] > r["target_hr@10_clean"] + 0.01
         assert r["target_hr@10_filtered"] <= r["target_hr@10_clean"] + 0.005
-        # accuracy close to perfect removal (same id space, same MF initialisation)
-        assert abs(r["hr@10_filtered"] - r["hr@10_perfect"]) <= 0.03
-        assert abs(r["ndcg@10_filtered"] - r["ndcg@10_perfect"]) <= 0.01
+        # perfect removal gives back the clean data, hence the clean model
+        assert r["hr@10_perfect"] == r["hr@10_clean"]
+        assert r["ndcg@10_perfect"] == r["ndcg@10_clean"]
+        # filtered: accuracy within the spread of MF initialisations of the clean model (its
+        # HR@10 varies by ±0.015 from seed to seed; the filtered id space draws other values)
+        assert abs(r["hr@10_filtered"] - r["hr@10_clean"]) <= 0.05
+        assert abs(r["ndcg@10_filtered"] - r["ndcg@10_clean"]) <= 0.015, r

@@ -102,8 +102,8 @@ def shilling_run(tmp_path_factory, data_dir):
 
 def test_shilling_cells_show_attack_and_defences(shilling_run):
     """ml-100k u1, MF victim, average attack at 5 % size / 5 % filler against 3 targets: the
-    attack raises the targets' hit ratio; removing the fakes (perfect) brings it back to the
-    clean model's while keeping test accuracy close; detectors find most fakes."""
+    attack raises the targets' hit ratio; removing the fakes (perfect) gives back the clean
+    model; detectors find most fakes and filtering undoes most of the attack."""
     folder, summary = shilling_run
     assert summary.total == 5 and summary.done_now == 5
     rows = rows_by_defense(folder)
@@ -115,7 +115,8 @@ def test_shilling_cells_show_attack_and_defences(shilling_run):
     assert len(attacked["attack_config"]["targets"]) == 3
     perfect = rows["perfect"]
     assert perfect["metrics"]["target_hr@10"] <= m["target_hr@10_before"] + 0.005
-    assert abs(perfect["metrics"]["hr@10"] - clean["metrics"]["hr@10"]) < 0.05
+    # perfect removal gives back the clean data (fake ids leave the id space): the clean model
+    assert {k: perfect["metrics"][k] for k in clean["metrics"]} == clean["metrics"]
     assert perfect["detection"]["recall"] == 1.0 and perfect["detection"]["removed_real"] == 0
     for name in ("svm", "pca"):
         det = rows[name]["detection"]

@@ -376,9 +376,15 @@ def make_detector(name: str, seed: int = 0, **params) -> _Detector:
     raise ConfigError(f"unknown detector {name!r}; choose from {list(DETECTORS)}")
 
 
-def filter_profiles(data: Interactions, flagged_users) -> Interactions:
+def filter_profiles(data: Interactions, flagged_users, drop_from: int | None = None
+                    ) -> Interactions:
     """``data`` without the interactions of ``flagged_users`` (internal ids, or a boolean mask
-    over the id space); the id space is unchanged, so models and test sets still line up."""
+    over the id space); the id space is unchanged, so models and test sets still line up.
+
+    ``drop_from``: flagged users with internal id ≥ ``drop_from`` (injected profiles appended
+    after the real users) also leave the id space; every id below it stays. Removing exactly the
+    fake profiles then gives back the clean data, and a model trained on it the clean model.
+    """
     flagged = np.asarray(flagged_users)
     if flagged.dtype == bool:
         if flagged.shape != (data.n_users,):
@@ -391,4 +397,15 @@ def filter_profiles(data: Interactions, flagged_users) -> Interactions:
             raise DataError(f"flagged users must be internal ids in 0..{data.n_users - 1}")
         mask = np.zeros(data.n_users, dtype=bool)
         mask[ids] = True
-    return data.subset(~mask[data.users])
+    kept = data.subset(~mask[data.users])
+    if drop_from is None:
+        return kept
+    if not 0 <= drop_from <= data.n_users:
+        raise DataError(f"drop_from must lie in 0..{data.n_users}, got {drop_from}")
+    stays = ~mask
+    stays[:drop_from] = True
+    if stays.all():
+        return kept
+    new_id = np.cumsum(stays) - 1  # the kept users' ids, in order
+    return Interactions(new_id[kept.users], kept.items, data.user_ids[stays], data.item_ids,
+                        kept.ratings, kept.timestamps, kept.name)

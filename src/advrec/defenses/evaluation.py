@@ -240,9 +240,12 @@ def detection_study(
                     a for a, _, _ in combos if a != held)),
                 "size": size, "filler": filler, "n_fake": int(tested.fake.sum()),
                 "n_targets": n_targets, "seed": seed}
+        def remove(flags, data=tested.data):  # removed fakes leave the id space
+            return filter_profiles(data, flags, drop_from=train.n_users)
+
         shared = {} if quality is None else {
             **clean, **_prefixed(quality(tested.data), "attacked"),
-            **_prefixed(quality(filter_profiles(tested.data, tested.fake)), "perfect")}
+            **_prefixed(quality(remove(tested.fake)), "perfect")}
         for name in detectors:
             scores, flags = _detect(name, sets, tested, real_train, k_features, names, seed)
             ev = np.r_[~real_train, np.ones(tested.data.n_users - train.n_users, bool)]
@@ -250,7 +253,7 @@ def detection_study(
                    **detection_metrics(tested.fake[ev], scores[ev], flags[ev], curves)}
             if quality is not None:
                 row.update(shared)
-                row.update(_prefixed(quality(filter_profiles(tested.data, flags)), "filtered"))
+                row.update(_prefixed(quality(remove(flags)), "filtered"))
             rows.append(row)
     return rows
 

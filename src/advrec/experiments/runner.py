@@ -327,7 +327,7 @@ class Context:
                                  curves=True, histograms=True, seed=seed, **options)
             info["seconds"] = time.perf_counter() - t0
             info["removed_real"] = int(flags[:train.n_users].sum())
-            self._defended[key] = (filter_profiles(data, flags), info)
+            self._defended[key] = (filter_profiles(data, flags, drop_from=train.n_users), info)
         return self._defended[key]
 
     def evaluate(self, cell: Cell, model, job: ModelJob, plan_: Plan | None = None

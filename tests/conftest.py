@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 torch.set_num_threads(1)
+
+# Property tests draw the same examples on every run (a fresh CI clone has no example database),
+# so a red run is reproducible; HYPOTHESIS_PROFILE=explore draws new ones to hunt for bugs.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("ADVREC_DATA_DIR", REPO.parent / "shared" / "datasets"))

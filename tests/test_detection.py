@@ -20,11 +20,11 @@ from advrec.defenses import (
     PCADetector,
     RuleDetector,
     SupervisedDetector,
-    detection_study,
     filter_profiles,
     profile_features,
 )
 from advrec.errors import ConfigError, DataError, NotFittedError
+from advrec.evaluation.detection import detection_study
 
 
 def frame(rows: list[tuple[int, int, float]], n_users: int | None = None,

@@ -550,7 +550,7 @@ def detect(
     """Detect injected fake profiles without leaking labels (leave-one-attack-type-out):
     precision/recall/F1/ROC-AUC per held-out attack and detector, and what removing the flagged
     users does to the victim's target hit ratio and accuracy."""
-    from advrec.defenses.evaluation import detection_study
+    from advrec.evaluation.detection import detection_study
 
     with _errors():
         rows = detection_study(dataset, attacks=tuple(attack), size=size, filler=filler,

@@ -1,12 +1,13 @@
-"""Defences: detectors of fake (shilling) profiles and the non-leaking detection study.
+"""Defences: detectors of fake (shilling) profiles.
 
-Features (:func:`profile_features`), supervised and unsupervised detectors, filtering of flagged
-users and :func:`detection_study` (train on some attack types, test on held-out ones). See
-``docs/detection.md``.
+Features (:func:`profile_features`), supervised and unsupervised detectors and filtering of
+flagged users. How well they detect, and what filtering buys, is measured by
+`advrec.evaluation.detection` (``detection_study``, ``defend``). See ``docs/detection.md``.
 """
 
 from advrec.defenses.detectors import (
     CLASSIFIERS,
+    DEFENSES,
     DETECTORS,
     PCADetector,
     RuleDetector,
@@ -15,16 +16,6 @@ from advrec.defenses.detectors import (
     make_detector,
     pca_distances,
     robust_z,
-)
-from advrec.defenses.evaluation import (
-    DEFAULT_ATTACKS,
-    DEFENSES,
-    VICTIMS,
-    defend,
-    detection_metrics,
-    detection_study,
-    feature_histograms,
-    make_victim,
 )
 from advrec.defenses.features import (
     FEATURES,
@@ -38,26 +29,19 @@ from advrec.defenses.features import (
 
 __all__ = [
     "CLASSIFIERS",
-    "DEFAULT_ATTACKS",
     "DEFENSES",
     "DETECTORS",
     "FEATURES",
     "GENERIC_FEATURES",
     "MODEL_FEATURES",
     "SIMILARITIES",
-    "VICTIMS",
     "PCADetector",
     "ProfileFeatures",
     "RuleDetector",
     "SupervisedDetector",
-    "defend",
     "degsim",
-    "detection_metrics",
-    "detection_study",
-    "feature_histograms",
     "filter_profiles",
     "make_detector",
-    "make_victim",
     "pca_distances",
     "profile_features",
     "robust_z",

@@ -1,5 +1,12 @@
 """Evaluation: rank metrics, the chunked `Evaluator` (full or sampled ranking), significance."""
 
+from advrec.evaluation.detection import (
+    defend,
+    detection_metrics,
+    detection_study,
+    feature_histograms,
+    make_victim,
+)
 from advrec.evaluation.evaluator import PROTOCOLS, EvaluationResult, Evaluator
 from advrec.evaluation.metrics import (
     ALL_METRICS,
@@ -50,6 +57,11 @@ __all__ = [
     "auc",
     "average_precision",
     "compare_results",
+    "defend",
+    "detection_metrics",
+    "detection_study",
+    "feature_histograms",
+    "make_victim",
     "hit_ratio",
     "mrr",
     "ndcg",

@@ -140,7 +140,8 @@ class ShillingConfig(_Strict):
 
 class DefenseConfig(_Strict):
     """A detector that removes the profiles it flags before the victim is trained again (see
-    `advrec.defenses.defend`); ``perfect`` removes exactly the fake ones (the upper bound)."""
+    `advrec.evaluation.detection.defend`); ``perfect`` removes exactly the fake ones (the upper
+    bound)."""
 
     detector: str
     train_attacks: list[str] | None = None
@@ -158,7 +159,7 @@ class DefenseConfig(_Strict):
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
-        from advrec.defenses.evaluation import DEFENSES
+        from advrec.defenses.detectors import DEFENSES
 
         if v.lower() not in DEFENSES:
             raise ValueError(f"unknown detector {v!r}; allowed: {', '.join(DEFENSES)}")

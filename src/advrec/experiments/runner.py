@@ -310,7 +310,8 @@ class Context:
                  ) -> tuple[Any, dict | None]:
         """(the poisoned training data less the profiles ``defense`` flags, its detection
         metrics with curves and feature histograms); the data as is without a defence."""
-        from advrec.defenses import defend, filter_profiles
+        from advrec.defenses import filter_profiles
+        from advrec.evaluation.detection import defend
 
         data, targets = self.poisoned(seed, attack)
         if defense is None:

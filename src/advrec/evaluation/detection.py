@@ -41,6 +41,7 @@ from advrec.data.datasets import load_split
 from advrec.data.interactions import Interactions
 from advrec.defenses.detectors import (
     CLASSIFIERS,
+    DEFENSES,
     DETECTORS,
     SupervisedDetector,
     filter_profiles,
@@ -55,7 +56,6 @@ __all__ = ["DEFAULT_ATTACKS", "DEFENSES", "VICTIMS", "defend", "detection_metric
            "detection_study", "feature_histograms", "make_victim"]
 
 DEFAULT_ATTACKS = ("random", "average", "bandwagon", "segment", "love_hate")
-DEFENSES = (*DETECTORS, "perfect")  # "perfect": removes exactly the fake profiles (upper bound)
 VICTIMS = ("mf", "userknn", "itemknn", "bprmf", "itempop")
 
 

@@ -108,6 +108,15 @@ class AttackConfig(_Strict):
         return v
 
 
+def _require_known(value: str | list[str], allowed: Iterable[str], what: str) -> None:
+    """ValueError naming what in ``value`` (a name or a list of names) is not in ``allowed``."""
+    allowed = list(allowed)
+    bad = [x for x in (value if isinstance(value, list) else [value]) if x not in allowed]
+    if bad:
+        named = f"{what}(s) {bad}" if isinstance(value, list) else f"{what} {value!r}"
+        raise ValueError(f"unknown {named}; allowed: {', '.join(allowed)}")
+
+
 class ShillingConfig(_Strict):
     """A shilling (profile-injection) attack: fake profiles are appended to the training data
     and every victim model is trained again on it; list-valued ``size``/``filler`` expand."""
@@ -125,8 +134,7 @@ class ShillingConfig(_Strict):
     def _known_attack(cls, v: str) -> str:
         from advrec.attacks.shilling import ATTACKS
 
-        if v.lower() not in ATTACKS:
-            raise ValueError(f"unknown shilling attack {v!r}; allowed: {', '.join(ATTACKS)}")
+        _require_known(v.lower(), ATTACKS, "shilling attack")
         return v.lower()
 
     @field_validator("size", "filler")
@@ -161,8 +169,7 @@ class DefenseConfig(_Strict):
     def _known_detector(cls, v: str) -> str:
         from advrec.defenses.detectors import DEFENSES
 
-        if v.lower() not in DEFENSES:
-            raise ValueError(f"unknown detector {v!r}; allowed: {', '.join(DEFENSES)}")
+        _require_known(v.lower(), DEFENSES, "detector")
         return v.lower()
 
     @field_validator("train_attacks")
@@ -170,9 +177,7 @@ class DefenseConfig(_Strict):
     def _known_train_attacks(cls, v):
         from advrec.attacks.shilling import ATTACKS
 
-        bad = [a for a in v or [] if a not in ATTACKS]
-        if bad:
-            raise ValueError(f"unknown shilling attack(s) {bad}; allowed: {', '.join(ATTACKS)}")
+        _require_known(v or [], ATTACKS, "shilling attack")
         return v
 
     @field_validator("features")
@@ -180,9 +185,7 @@ class DefenseConfig(_Strict):
     def _known_features(cls, v):
         from advrec.defenses.features import FEATURES
 
-        bad = [f for f in v or [] if f not in FEATURES]
-        if bad:
-            raise ValueError(f"unknown feature(s) {bad}; allowed: {', '.join(FEATURES)}")
+        _require_known(v or [], FEATURES, "feature")
         return v
 
 

@@ -120,14 +120,18 @@ def table_rows(table: Node) -> list[list[str]]:
 
 
 # ---------------------------------------------------------------------------- fixtures
+def run_fresh(raw: dict, folder: Path, cells: int) -> Path:
+    """Run the experiment ``raw`` into ``folder``; it must make exactly ``cells`` cells."""
+    config = parse_config(raw).model_copy(update={"output": str(folder)})
+    summary = run_experiment(config, progress=False)
+    assert summary.total == cells and summary.done_now == cells
+    return folder
+
+
 @pytest.fixture(scope="module")
 def experiment(data_dir, tmp_path_factory) -> Path:
     """A finished tiny experiment (2 models × 2 seeds × clean + 4 attacks) and its report."""
-    out = tmp_path_factory.mktemp("tiny")
-    config = parse_config(RAW).model_copy(update={"output": str(out)})
-    summary = run_experiment(config, progress=False)
-    assert summary.total == 20 and summary.done_now == 20
-    return out
+    return run_fresh(RAW, tmp_path_factory.mktemp("tiny"), 20)
 
 
 @pytest.fixture(scope="module")
@@ -340,11 +344,7 @@ DEFENCES = ["none", "pca", "perfect"]
 def shilling_experiment(data_dir, tmp_path_factory) -> Path:
     """A finished tiny shilling experiment: per seed, clean + fgsm + average profiles with no
     defence, PCA and the perfect detector (the targets drawn differ from seed to seed)."""
-    out = tmp_path_factory.mktemp("shilling")
-    config = parse_config(SHILLING_RAW).model_copy(update={"output": str(out)})
-    summary = run_experiment(config, progress=False)
-    assert summary.total == 10 and summary.done_now == 10
-    return out
+    return run_fresh(SHILLING_RAW, tmp_path_factory.mktemp("shilling"), 10)
 
 
 @pytest.fixture(scope="module")

@@ -26,3 +26,20 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"real data sets not found in {DATA_DIR} (set ADVREC_DATA_DIR)")
     return DATA_DIR
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory):
+    """advrec's record of the files it wrote (for --overwrite) lives in a temporary folder."""
+    os.environ["ADVREC_STATE_DIR"] = str(tmp_path_factory.mktemp("advrec-state"))
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (``None`` for folders): compare before/after to
+    show that a refused command changed nothing on disk."""
+    root = Path(root)
+    out: dict[str, bytes | None] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = None if p.is_dir() else p.read_bytes()
+    return out

@@ -21,3 +21,24 @@ class CheckpointError(AdvrecError, ValueError):
 
 class NotFittedError(AdvrecError, RuntimeError):
     """A model was asked to score or recommend before ``fit``."""
+
+
+class ParamError(ConfigError):
+    """One argument or hyper-parameter has a value advrec does not accept.
+
+    ``name`` is the argument's name and ``reason`` what was expected, so a caller can put the
+    name in its own terms (a CLI option, an experiment file's key path).
+    """
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class OutputError(AdvrecError, ValueError):
+    """advrec refuses to write somewhere (a path it did not write, a folder it cannot create)."""
+
+
+class TrainingError(AdvrecError, RuntimeError):
+    """Training failed for a reason the user can fix (it diverged: the loss became NaN/inf)."""

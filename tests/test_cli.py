@@ -123,7 +123,7 @@ def test_targeted_attack_on_the_cli(trained_bpr):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(("--eps", "0"), "eps must be positive"),
+    [(("--eps", "0"), "--eps: must be > 0"),
      (("--targets", "999999"), "unknown item id"),
      (("--targets", "abc"), "integer item ids"),
      (("--method", "random", "--targets", "5"), "no targets")],

@@ -130,8 +130,8 @@ def test_same_seed_same_perturbation(ml500, bpr):
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda m, t: fgsm(m, t, 0.0), ConfigError, "eps must be positive"),
-        (lambda m, t: fgsm(m, t, -1), ConfigError, "eps must be positive"),
+        (lambda m, t: fgsm(m, t, 0.0), ConfigError, "eps: must be > 0"),
+        (lambda m, t: fgsm(m, t, -1), ConfigError, "eps: must be > 0"),
         (lambda m, t: fgsm(m, t, 0.5, blocks="bias"), ConfigError, "unknown parameter block"),
         (lambda m, t: perturb(m, t, "deepfool", 0.5), ConfigError, "unknown attack method"),
         (lambda m, t: fgsm(m, t, 0.5, targets=[99999]), DataError, "target items"),

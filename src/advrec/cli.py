@@ -72,24 +72,87 @@ class ValidName(str, Enum):
     holdout = "holdout"
 
 
+DEBUG = {"on": False}
+OVERWRITE_HELP = "Replace an earlier advrec output there (only the files advrec wrote)."
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="On an error, show the full traceback too.")] = False,
+) -> None:
+    """Adversarial learning for recommender systems: train, attack, defend, evaluate."""
+    DEBUG["on"] = debug
+
+
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn advrec's errors into one line on stderr and exit code 2 (no traceback)."""
+def _errors(options: dict[str, str] | None = None) -> Iterator[None]:
+    """The CLI boundary: every failure is one line on stderr, no traceback (``--debug`` shows it).
+
+    advrec's own errors and file-system errors exit with 2 (the input or the place was wrong);
+    ``options`` renames a library argument to the command's option in the message (``n_factors``
+    → ``--dim``). Anything else is an internal error: exit 1, with its type and message.
+    """
+    import click
+
     try:
         yield
-    except AdvrecError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the width
-        raise typer.Exit(2) from None
+    except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        raise
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+    except Exception as exc:
+        if DEBUG["on"]:
+            raise
+        code, text = _describe_error(exc, options or {})
+        print(f"error: {text}", file=sys.stderr)  # one unwrapped line, whatever the width
+        raise typer.Exit(code) from None
+
+
+def _describe_error(exc: Exception, options: dict[str, str]) -> tuple[int, str]:
+    from advrec.errors import ParamError
+
+    if isinstance(exc, ParamError):
+        return 2, f"{options.get(exc.name, exc.name)}: {exc.reason}"
+    if isinstance(exc, AdvrecError):
+        return 2, str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return 2, f"{where}{exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return 2, "out of memory; try a smaller model, batch or data set"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return 1, (f"internal error ({type(exc).__name__}: {first}); advrec should have caught "
+               f"this: please report it (run again with --debug for the traceback)")
+
+
+def _check_option(option: str, check, *args, **kwargs):
+    """Run a shared validator on an option's value, naming the option in its message."""
+    from advrec.errors import ParamError
+
+    try:
+        return check(*args, **kwargs)
+    except ParamError as exc:
+        raise _config_error(f"{option}: {exc.reason}") from None
 
 
 def _setup_threads(threads: int | None) -> None:
-    import torch
+    from advrec.validation import check_int
 
-    if threads:
+    if threads is not None:
+        _check_option("--threads", check_int, threads, "threads", low=1, high=1024)
+        import torch
+
         torch.set_num_threads(threads)
+
+
+def _given(name: str) -> bool:
+    """Whether the option ``name`` (its parameter name) was typed on the command line."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -170,15 +233,20 @@ def train(
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the test metrics as one JSON object.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model advrec saved at --out before (only its files).")] = False,
 ) -> None:
     """Train MODEL (bprmf, apr, itempop) on a data set split and save it to --out, then evaluate
     it on test. `--adversarial apr` turns BPR-MF into APR."""
     from advrec.data.prepare import DataSpec, prepare
     from advrec.evaluation import Evaluator
-    from advrec.models import get_model
+    from advrec.evaluation.metrics import metric_key, parse_metric
+    from advrec.experiments.config import fit_options
+    from advrec.models import get_model, load_model
+    from advrec.outputs import check_dir
 
-    with _errors():
+    with _errors(options={param: f"--{opt.replace('_', '-')}" for opt, param in TRAIN_PARAMS.items()}):
         _setup_threads(threads)
+        check_dir(out_dir, "model", overwrite=overwrite)  # before any work, not after it
         spec = DataSpec(dataset=dataset, split=split.value, test_ratio=test_ratio, fold=fold,
                         binarize=binarize, valid=valid.value, valid_ratio=valid_ratio, seed=seed)
         if patience is not None and spec.valid == "none":
@@ -187,46 +255,50 @@ def train(
             if adversarial.lower() != "apr" or model.lower() not in ("bprmf", "apr"):
                 raise _config_error(f"--adversarial {adversarial!r}: only 'apr' on bprmf is known")
             model = "apr"
-        parts = prepare(spec)
         cls = get_model(model)
-        params = dict(n_factors=dim, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                      lr=lr, reg=reg, patience=patience, backend=backend, device=device, seed=seed,
-                      eps=eps, adv_reg=adv_reg, adv_start_epoch=adv_start)
-        known = cls._param_names()
-        rec = cls(**{k: v for k, v in params.items() if k in known})
+        known, options = cls._param_names(), fit_options(cls)
+        for opt, param in TRAIN_PARAMS.items():
+            if param not in known and _given(opt):
+                raise _config_error(f"--{opt.replace('_', '-')}: model {cls.name!r} does not take it")
+        if init is not None and "init_from" not in options:
+            raise _config_error(f"--init: model {cls.name!r} cannot start from another model")
+        if spec.valid != "none" and "validate" not in options:
+            raise _config_error(f"--valid: model {cls.name!r} has no validation-based early stopping")
+        name, k = parse_metric(valid_metric)
+        values = {"dim": dim, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
+                  "lr": lr, "reg": reg, "patience": patience, "backend": backend, "device": device,
+                  "seed": seed, "eps": eps, "adv_reg": adv_reg, "adv_start": adv_start}
+        rec = cls(**{param: values[opt] for opt, param in TRAIN_PARAMS.items() if param in known})
+        rec.validate_params()
+        parts = prepare(spec)
         fit_kw = {}
-        if "epochs" in known:
+        if "progress" in options:
             fit_kw["progress"] = None if not quiet else False
-            if parts.valid is not None:
-                metric_name = valid_metric.lower()
-                validator = Evaluator(parts.train, parts.valid, ks=_ks_of(metric_name),
-                                      metrics=(metric_name.split("@")[0],), coverage=False)
-                fit_kw["validate"] = lambda m: validator.evaluate(m).summary[metric_name]
+        if parts.valid is not None:
+            validator = Evaluator(parts.train, parts.valid, ks=(k or 10,), metrics=(name,),
+                                  coverage=False)
+            fit_kw["validate"] = lambda m: validator.evaluate(m).summary[metric_key(name, k)]
         if init is not None:
-            from advrec.models import BPRMF
-
-            fit_kw["init_from"] = BPRMF.load(init, device=device)
+            fit_kw["init_from"] = load_model(init, device=device)
         t0 = time.perf_counter()
         rec.fit(parts.train, **fit_kw)
         fit_seconds = time.perf_counter() - t0
         result = Evaluator(parts.train, parts.test, ks=(10, 100)).evaluate(rec)
         run = {"data": spec.to_dict(), "fit_seconds": fit_seconds,
                "history": getattr(rec, "history_", []), "test": result.summary}
-        rec.save(out_dir, extra={"run": run})
+        rec.save(out_dir, extra={"run": run}, overwrite=overwrite)
         if json_out:
             print(json.dumps(result.summary))
         elif not quiet:
-            out.print(f"trained {model} on {dataset} in {fit_seconds:.2f} s → {out_dir}")
+            out.print(f"trained {model} on {dataset} in {fit_seconds:.2f} s → {escape(str(out_dir))}")
             _print_summary({model: result.summary}, title=f"{dataset}, test ({result.protocol})")
 
 
-def _ks_of(metric: str) -> tuple[int, ...]:
-    if "@" not in metric:
-        return (10,)
-    try:
-        return (int(metric.split("@", 1)[1]),)
-    except ValueError:
-        raise _config_error(f"cannot read the cutoff of metric {metric!r} (expected e.g. ndcg@10)") from None
+TRAIN_PARAMS = {  # train's options and the model parameters they set
+    "dim": "n_factors", "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer",
+    "lr": "lr", "reg": "reg", "patience": "patience", "backend": "backend", "device": "device",
+    "seed": "seed", "eps": "eps", "adv_reg": "adv_reg", "adv_start": "adv_start_epoch",
+}
 
 
 def _config_error(msg: str):
@@ -433,6 +505,7 @@ def handson(
     device: Annotated[str | None, typer.Option(help="cpu, cuda … (default: CUDA when present).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier hands-on folder at --out (only the files advrec wrote).")] = False,
 ) -> None:
     """The tutorial's hands-on: train BPR-MF, attack it with FGSM, train APR from it, attack
     again; then the ε sweep (adversarial vs random, BPR-MF vs APR) as a table and a plot."""
@@ -443,18 +516,24 @@ def handson(
         sweep_table,
         write_outputs,
     )
+    from advrec.outputs import check_dir
+    from advrec.validation import check_float
 
-    with _errors():
+    with _errors(options={"eps": "--eps", "attack_eps": "--attack-eps", "k": "--k"}):
+        check_dir(out_dir, "handson", overwrite=overwrite)
         try:
             sweep_eps = tuple(float(e) for e in sweep.split(",") if e.strip())
         except ValueError:
             raise _config_error(f"--sweep must be comma-separated numbers, got {sweep!r}") from None
+        for e in sweep_eps:
+            _check_option("--sweep", check_float, e, "eps", low=0, closed="neither")
+        _check_option("--attack-eps", check_float, attack_eps, "eps", low=0, closed="neither")
         cfg = HandsOnConfig(dataset=dataset, bpr_epochs=bpr_epochs, apr_epochs=apr_epochs,
                             eps=eps, adv_reg=adv_reg, attack_eps=attack_eps, sweep_eps=sweep_eps,
                             k=k, seed=seed, device=device)
         log = (lambda _m: None) if (quiet or json_out) else (lambda m: err.print(m, highlight=False))
         result = run_handson(cfg, log=log)
-        paths = write_outputs(result, out_dir)
+        paths = write_outputs(result, out_dir, overwrite=overwrite)
         if json_out:
             print(json.dumps(result.to_dict()))
             return
@@ -495,12 +574,16 @@ def shill(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Write hit ratio@k vs attack size to this PNG/SVG/PDF.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a --plot file advrec wrote before.")] = False,
 ) -> None:
     """Inject hand-crafted fake profiles, retrain each victim, and report how far the target
     items moved (hit ratio@k and mean rank, prediction shift, paired p-values, collateral)."""
     from advrec.experiments.shilling import plot_hit_ratio_vs_size, run_shilling_study
+    from advrec.outputs import check_new_file
 
     with _errors():
+        if plot is not None:
+            _check_option("--plot", check_new_file, plot, overwrite)
         raw_targets = None
         if targets:
             raw_targets = [t.strip() for t in targets.split(",") if t.strip()]
@@ -512,7 +595,7 @@ def shill(
                                   intent=intent.value if intent else None, implicit=implicit,
                                   rank_by=rank_by, log=log)
         if plot is not None:
-            plot_hit_ratio_vs_size(rows, plot, k=k)
+            plot_hit_ratio_vs_size(rows, plot, k=k, overwrite=overwrite)
         if json_out:
             print(json.dumps(rows, default=str))
             return
@@ -546,13 +629,17 @@ def detect(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Folder for roc.png, pr.png (per held-out attack and detector) and features.png (real vs fake feature distributions).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier --plot folder (only the files advrec wrote).")] = False,
 ) -> None:
     """Detect injected fake profiles without leaking labels (leave-one-attack-type-out):
     precision/recall/F1/ROC-AUC per held-out attack and detector, and what removing the flagged
     users does to the victim's target hit ratio and accuracy."""
     from advrec.evaluation.detection import detection_study
+    from advrec.outputs import check_dir, claim_dir
 
     with _errors():
+        if plot is not None:
+            check_dir(plot, "plots", overwrite=overwrite)
         rows = detection_study(dataset, attacks=tuple(attack), size=size, filler=filler,
                                detectors=tuple(detector),
                                victim=None if victim in (None, "none") else victim,
@@ -562,6 +649,8 @@ def detect(
             from advrec.data.datasets import load_split
             from advrec.experiments.detection import plot_curves, plot_feature_distributions
 
+            claim_dir(plot, "plots", overwrite=overwrite).record("roc.png", "pr.png",
+                                                                 "features.png")
             plot_curves(rows, plot)
             train, _ = load_split(dataset, fold=fold) if fold else load_split(dataset)
             plot_feature_distributions(train, attack[0], size, filler, plot, seed=seed)
@@ -591,19 +680,25 @@ class Executor(str, Enum):
     ray = "ray"
 
 
+MAX_CELLS_HELP = "Refuse a grid of more cells than this (checked before anything is expanded)."
+
+
 @app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="An experiment YAML file.")],
+    max_cells: Annotated[int, typer.Option(help=MAX_CELLS_HELP, min=1)] = 10_000,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Check as `run --overwrite` would (the output folder may hold another experiment).")] = False,
 ) -> None:
-    """Check an experiment file without running it; print how many models and cells it makes."""
+    """Check an experiment file without running it (everything `run` checks before its first
+    cell); print how many models and cells it makes."""
     from advrec.experiments.config import load_config
-    from advrec.experiments.runner import plan
+    from advrec.experiments.runner import preflight
 
     with _errors():
         config = load_config(file)
-        the_plan = plan(config)
+        the_plan = preflight(config, max_cells=max_cells, source=str(file), overwrite=overwrite)
         out.print(f"{file}: valid. {len(the_plan.jobs)} model(s) to train, "
-                  f"{len(the_plan.cells)} cell(s); results go to {config.output}")
+                  f"{len(the_plan.cells)} cell(s); results go to {escape(str(config.output))}")
 
 
 @app.command()
@@ -614,8 +709,11 @@ def run(
     output: Annotated[Path | None, typer.Option(help="Results folder (overrides the file's `output`).")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the HTML report at the end.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    max_cells: Annotated[int, typer.Option(help=MAX_CELLS_HELP, min=1)] = 10_000,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="The output folder holds another experiment's results: replace them (only the files advrec wrote).")] = False,
 ) -> None:
-    """Run every unfinished cell of an experiment (re-run to resume; Ctrl-C stops cleanly)."""
+    """Run every unfinished cell of an experiment (re-run to resume; Ctrl-C stops cleanly).
+    The whole file is checked before the first cell runs."""
     from advrec.experiments.config import load_config
     from advrec.experiments.runner import run_experiment
 
@@ -625,7 +723,8 @@ def run(
             config = config.model_copy(update={"output": str(output)})
         try:
             summary = run_experiment(config, executor=executor.value if executor else None,
-                                     address=address, progress=False if quiet else None)
+                                     address=address, progress=False if quiet else None,
+                                     max_cells=max_cells, overwrite=overwrite, source=str(file))
         except KeyboardInterrupt:
             err.print(f"interrupted: finished cells are saved in {config.output}; "
                       f"run the same command again to resume")
@@ -649,11 +748,18 @@ def results(
     csv: Annotated[Path | None, typer.Option(help="Also write the (ungrouped, filtered) rows to this CSV file.")] = None,
     parquet: Annotated[Path | None, typer.Option(help="Also write them to this Parquet file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the grouped table as JSON records.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a --csv/--parquet file advrec wrote before.")] = False,
 ) -> None:
     """Print the results table of an experiment (mean over seeds) and export it."""
     from advrec.experiments.store import ResultsStore
+    from advrec.outputs import check_new_file
 
     with _errors():
+        if csv is not None and parquet is not None and csv.absolute() == parquet.absolute():
+            raise _config_error(f"--csv and --parquet name the same file {csv}")
+        for option, path in (("--csv", csv), ("--parquet", parquet)):
+            if path is not None:
+                _check_option(option, check_new_file, path, overwrite)
         with ResultsStore(folder, read_only=True) as store:
             frame = store.frame()
         if frame.empty:
@@ -666,7 +772,7 @@ def results(
             frame = frame[frame[col].astype(str) == value]
         for path, writer in ((csv, "to_csv"), (parquet, "to_parquet")):
             if path is not None:
-                _write_frame(frame, path, writer)
+                _write_frame(frame, path, writer, overwrite)
         if not group_by:
             group_by = ["model_label", "attack", "eps"] + [
                 c for c in ("size", "filler", "defense")
@@ -699,33 +805,31 @@ def results(
         out.print(table)
 
 
-def _write_frame(frame, path: Path, writer: str) -> None:
+def _write_frame(frame, path: Path, writer: str, overwrite: bool) -> None:
     """Write a DataFrame atomically (temporary file, then rename)."""
-    import os
+    from advrec.outputs import write_file
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if writer == "to_parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except ImportError:
-        raise _config_error("Parquet export needs pyarrow: pip install pyarrow") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    if writer == "to_parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise _config_error("Parquet export needs pyarrow: pip install pyarrow") from None
+        write_file(path, lambda tmp: frame.to_parquet(tmp, index=False), overwrite)
+    else:
+        write_file(path, lambda tmp: frame.to_csv(tmp, index=False), overwrite)
 
 
 @app.command("report")
 def report_command(
     folder: Annotated[Path, typer.Argument(help="An experiment's results folder.")],
-    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: FOLDER/report.html).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: FOLDER/report.html, refreshed on each call).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an --out file advrec wrote before.")] = False,
 ) -> None:
     """Write the experiment's self-contained HTML report (tables, significance, plots)."""
     from advrec.experiments.report import write_report
 
     with _errors():
-        out.print(f"report: {write_report(folder, out_file)}")
+        out.print(f"report: {escape(str(write_report(folder, out_file, overwrite=overwrite)))}")
 
 
 def main() -> None:

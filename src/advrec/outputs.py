@@ -200,6 +200,11 @@ def _legacy_marker(folder: Path) -> dict[str, Any] | None:
                                 "report.html", "models"]}
     except (OSError, ValueError):
         pass
+    parent = _legacy_marker(folder.parent) if folder.name == "models" else None
+    if parent is not None and parent["kind"] == "experiment" and all(
+            c.is_dir() and _legacy_marker(c) is not None for c in folder.iterdir()):
+        return {"format": MARKER_FORMAT, "kind": "models", "identity": parent["identity"],
+                "entries": []}
     return None
 
 

@@ -33,6 +33,7 @@ from advrec.training.perturbation import (
     project,
     random_direction,
 )
+from advrec.validation import check_float, check_int
 
 METHODS = ("fgsm", "random", "pgd")
 MODES = ("push", "nuke")
@@ -158,11 +159,9 @@ def pgd(model, train: Interactions, eps: float, blocks: str | Sequence[str] = "b
     """Iterative FGSM (BIM / PGD, Kurakin et al. 2017; Madry et al. 2018): ``steps`` steps of
     ``step_size`` (default 2.5·ε/steps), each projected back onto the per-row ε-ball."""
     eps, norm = check_eps(eps), check_norm(norm)
-    if int(steps) < 1:
-        raise ConfigError(f"steps must be >= 1, got {steps}")
-    alpha = 2.5 * eps / steps if step_size is None else float(step_size)
-    if not alpha > 0:
-        raise ConfigError(f"step_size must be positive, got {step_size}")
+    steps = check_int(steps, "steps", low=1)
+    step_size = check_float(step_size, "step_size", low=0, closed="neither", none_ok=True)
+    alpha = 2.5 * eps / steps if step_size is None else step_size
     tables, blocks = _blocks(model, blocks)
     objective = AttackObjective(model, train, targets, mode, seed)
     if random_start:

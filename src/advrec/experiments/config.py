@@ -4,23 +4,42 @@ evaluation and seeds. Validated by a pydantic schema whose errors name the key p
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from advrec.errors import ConfigError
+from advrec.errors import AdvrecError, ConfigError
+from advrec.validation import plain
 
 SEQUENCE_PARAMS = {"adv_blocks"}  # model parameters whose value itself is a list
 NOT_MODEL_PARAMS = {"device", "seed", "patience", "validate_every"}  # set by the experiment
 
 
+MAX_FILE_BYTES = 1 << 20  # an experiment file is a few kB; 1 MiB is generous
+MAX_YAML_NODES = 100_000  # values after alias expansion (a "billion laughs" file is refused)
+MAX_SEED = 2**63 - 1
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors; no coercion (``"5"``, ``true`` and ``2.0`` are not integers);
+    no NaN or ±inf."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -209,11 +228,34 @@ class ExperimentConfig(_Strict):
     shilling: list[ShillingConfig] = Field(default_factory=list)
     defenses: list[DefenseConfig] = Field(default_factory=list)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
     device: str | None = "cpu"
     output: str | None = None
     executor: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _label_not_path(cls, v: str) -> str:
+        """The name is a label (it names the default output folder), never a path."""
+        if not v.strip():
+            raise ValueError("must not be empty")
+        bad = [c for c in v if c in "/\\" or ord(c) < 32 or ord(c) == 127]
+        if bad or v in (".", "..") or len(v) > 200:
+            raise ValueError(f"must be a label of at most 200 characters without '/', '\\' "
+                             f"or control characters (it names a folder), got {v!r}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        bad = [s for s in v if not 0 <= s <= MAX_SEED]
+        if bad:
+            raise ValueError(f"seeds must lie in 0..2**63-1, got {bad[0]}")
+        dupes = sorted({s for s in v if v.count(s) > 1})
+        if dupes:
+            raise ValueError(f"each seed once, repeated: {dupes}")
+        return v
 
     @model_validator(mode="after")
     def _labels_and_inits(self) -> ExperimentConfig:
@@ -246,22 +288,100 @@ class ExperimentConfig(_Strict):
 
 # ---------------------------------------------------------------------------- loading
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment file (ConfigError naming the key path on any problem)."""
+    """Read and validate an experiment file (ConfigError naming the key path on any problem).
+
+    Bounded work whatever the file holds: at most :data:`MAX_FILE_BYTES`, and at most
+    :data:`MAX_YAML_NODES` values once YAML aliases are expanded.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: experiment file not found")
+        raise ConfigError(f"{path}: experiment file not found" if not path.exists()
+                          else f"{path}: not a file (expected an experiment YAML file)")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes; an experiment file may have at most "
+                              f"{MAX_FILE_BYTES:,}")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the file as "
+                          f"UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    raw = safe_yaml(text, str(path))
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top level")
     config = parse_config(raw, source=str(path))
     if config.output is None:
         config = config.model_copy(update={"output": str(path.parent / "runs" / config.name)})
     elif not Path(config.output).is_absolute():
         config = config.model_copy(update={"output": str(path.parent / config.output)})
     return config
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with bounded work: the node graph is composed first and its size after
+    alias expansion counted (shared nodes once each, so counting is linear in the file), and a
+    mapping that repeats a key is refused instead of keeping the last value silently."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f":{mark.line + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in on_path:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: an alias refers to itself")
+        if depth > 100:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: nested more than 100 levels")
+        on_path.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen and k.value != "<<":
+                        raise ConfigError(f"{source}:{k.start_mark.line + 1}: key {k.value!r} "
+                                          f"repeats line {seen[k.value]}; give each key once")
+                    seen[k.value] = k.start_mark.line + 1
+                total += size(k, depth + 1) + size(v, depth + 1)
+                if total > MAX_YAML_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for v in node.value:
+                total += size(v, depth + 1)
+                if total > MAX_YAML_NODES:
+                    break
+        on_path.discard(key)
+        if total > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: expands to more than {MAX_YAML_NODES:,} values (through "
+                              f"YAML aliases such as *name?); an experiment file needs far fewer")
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 def parse_config(raw: dict, source: str = "experiment") -> ExperimentConfig:
@@ -272,31 +392,156 @@ def parse_config(raw: dict, source: str = "experiment") -> ExperimentConfig:
 
 
 def format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s)"]
+    """One line per problem, each with its key path; a single problem is a single line."""
+    problems = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        if err["type"].startswith("literal_error"):
-            msg = f"{msg}"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
+        elif err["type"] in ("finite_number",):
+            msg = f"must be a finite number, got {plain(err.get('input'))}"
+        elif err["type"].endswith("_type") or err["type"].startswith(
+                ("literal_error", "greater_than", "less_than", "too_short", "too_long")):
+            msg = f"{msg}, got {plain(err.get('input'))}"
+        problems.append((loc, msg))
+    return join_problems(source, problems)
+
+
+def join_problems(source: str, problems: list[tuple[str, str]]) -> str:
+    if len(problems) == 1:
+        return f"{source}: {problems[0][0]}: {problems[0][1]}"
+    return "\n".join([f"{source}: {len(problems)} problems"]
+                     + [f"  {loc}: {msg}" for loc, msg in problems])
 
 
 # ---------------------------------------------------------------------------- grid
+def _is_grid(key: str, value: Any, sequence_keys: set[str]) -> bool:
+    return isinstance(value, list) and (key not in sequence_keys or
+                                        (bool(value) and all(isinstance(x, list) for x in value)))
+
+
+def grid_size(values: dict[str, Any], sequence_keys: Iterable[str] = ()) -> int:
+    """How many dicts :func:`expand` would make, computed without making them."""
+    sequence_keys = set(sequence_keys)
+    return math.prod(len(v) for k, v in values.items() if _is_grid(k, v, sequence_keys))
+
+
 def expand(values: dict[str, Any], sequence_keys: Iterable[str] = ()) -> list[dict[str, Any]]:
     """The Cartesian product of every list-valued entry (lists under ``sequence_keys`` are values
     unless they are lists of lists). Keys keep their order; an empty list is an error."""
     sequence_keys = set(sequence_keys)
     axes = []
     for k, v in values.items():
-        is_grid = isinstance(v, list) and (k not in sequence_keys or
-                                           (v and all(isinstance(x, list) for x in v)))
+        is_grid = _is_grid(k, v, sequence_keys)
         if is_grid and not v:
             raise ConfigError(f"{k}: an empty list gives a grid with zero cells")
         axes.append([(k, x) for x in v] if is_grid else [(k, v)])
     return [dict(combo) for combo in itertools.product(*axes)]
+
+
+# ---------------------------------------------------------------------------- meaning
+def fit_options(cls) -> set[str]:
+    """The keyword options a model's training takes (the named parameters of its ``_fit``)."""
+    sig = inspect.signature(cls._fit)
+    return {p.name for p in sig.parameters.values()
+            if p.name not in ("self", "train") and p.kind is not p.VAR_KEYWORD}
+
+
+def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
+    """What the schema cannot see: every model variant's parameter values, what each model
+    supports (``init:``, ``early_stopping:``), metric names, the data set and its fold, and the
+    device. ConfigError with one line per problem, each with its key path; nothing is run.
+    Call it after the grid size is known to be bounded (each model variant is checked)."""
+    from advrec.errors import ParamError
+    from advrec.evaluation.metrics import parse_metric
+    from advrec.models import get_model
+    from advrec.validation import Device
+
+    problems: list[tuple[str, str]] = []
+    for i, entry in enumerate(config.models):
+        cls = get_model(entry.name)
+        options = fit_options(cls)
+        for params in expand(entry.params, SEQUENCE_PARAMS) if entry.params else [{}]:
+            try:
+                cls(**params).validate_params()
+            except ParamError as exc:
+                problems.append((f"models.{i}.params.{exc.name}", exc.reason))
+                break
+            except (TypeError, ValueError) as exc:
+                problems.append((f"models.{i}.params", str(exc)))
+                break
+        if entry.init is not None and "init_from" not in options:
+            problems.append((f"models.{i}.init", f"model {entry.name!r} cannot start from "
+                                                  f"another model (it has no warm start)"))
+        if entry.early_stopping is not None:
+            if "validate" not in options or "patience" not in cls._param_names():
+                problems.append((f"models.{i}.early_stopping", f"model {entry.name!r} has no "
+                                                               f"validation-based early stopping"))
+            try:
+                parse_metric(entry.early_stopping.metric)
+            except ConfigError as exc:
+                problems.append((f"models.{i}.early_stopping.metric", str(exc)))
+    for j, k in enumerate(config.evaluation.ks):
+        if k < 1:
+            problems.append((f"evaluation.ks.{j}", f"cut-offs must be positive, got {k}"))
+    if len(set(config.evaluation.ks)) < len(config.evaluation.ks):
+        problems.append(("evaluation.ks", f"each cut-off once, got {config.evaluation.ks}"))
+    for j, a in enumerate(config.attacks):
+        for s in a.steps if isinstance(a.steps, list) else [a.steps]:
+            if s < 1:
+                problems.append((f"attacks.{j}.steps", f"must be >= 1, got {s}"))
+        if a.step_size is not None and not a.step_size > 0:
+            problems.append((f"attacks.{j}.step_size", f"must be > 0, got {plain(a.step_size)}"))
+        if a.targets is not None and not a.targets:
+            problems.append((f"attacks.{j}.targets", "an empty list; give target item ids"))
+    try:
+        Device().check(config.device, "device")
+    except ParamError as exc:
+        problems.append(("device", exc.reason))
+    else:
+        _check_device_available(config.device, problems)
+    _check_data(config.data, problems)
+    if problems:
+        raise ConfigError(join_problems(source, problems))
+
+
+def _check_device_available(device: str | None, problems: list[tuple[str, str]]) -> None:
+    if device is None or not str(device).startswith("cuda"):
+        return
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(str(device).partition(":")[2] or 0)
+    if index >= n:
+        problems.append(("device", f"{device!r} requested, but this machine has "
+                                   f"{n or 'no'} CUDA device(s)"))
+
+
+def _check_data(data: DataConfig, problems: list[tuple[str, str]]) -> None:
+    """The data set exists here, and the split options suit it (as ``prepare`` would find)."""
+    from advrec.data import datasets
+
+    try:
+        info = datasets.info(data.dataset)
+    except AdvrecError as exc:
+        problems.append(("data.dataset", str(exc)))
+        return
+    if not info.local:
+        hint = f"advrec fetch {data.dataset}" if info.downloadable else "put its files there"
+        problems.append(("data.dataset", f"{data.dataset!r} is not on this machine (looked in "
+                                         f"{datasets.data_dir()}); {hint}"))
+    if data.split == "predefined" and not info.presplit:
+        problems.append(("data.split", f"{data.dataset!r} has no predefined split; use "
+                                       f"leave-one-out, holdout or temporal"))
+    uses_folds = info.presplit and data.split in ("auto", "predefined")
+    if data.fold is not None and (not uses_folds or data.fold not in info.folds):
+        known = ", ".join(info.folds) if uses_folds else "none with this split"
+        problems.append(("data.fold", f"unknown fold {data.fold!r} of {data.dataset!r}; "
+                                      f"folds: {known}"))
+    if uses_folds and (data.min_user_count or data.min_item_count):
+        problems.append(("data.min_user_count", "k-core filtering of a predefined split is not "
+                                                "supported (it would change the protocol)"))
 
 
 def canonical_hash(obj: Any) -> str:

@@ -4,7 +4,6 @@ and the distributions of profile features for real and injected profiles."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,18 +12,17 @@ import numpy as np
 from advrec.attacks.shilling import generate, select_targets
 from advrec.data.interactions import Interactions
 from advrec.defenses.features import profile_features
+from advrec.outputs import atomic_write
 
 
 def _save(fig, path: Path) -> Path:
-    """Write a figure atomically; the format follows the suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    """Write a figure atomically into a folder that exists; the format follows the suffix."""
+    import matplotlib.pyplot as plt
+
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=110))
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
     return path
 
 

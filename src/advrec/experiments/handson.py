@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from advrec.evaluation.evaluator import Evaluator
 from advrec.evaluation.robustness import AttackOutcome, attack_and_evaluate, epsilon_sweep
 from advrec.models import APR, BPRMF
 from advrec.models.base import library_versions
+from advrec.outputs import atomic_write, claim_dir
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,10 @@ def sweep_table(result: HandsOnResult) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def plot_sweep(result: HandsOnResult, path: str | os.PathLike) -> Path:
-    """nDCG@k under attack vs ε (log scale), one line per model × method; PNG or SVG by suffix."""
+def plot_sweep(result: HandsOnResult, path: str | os.PathLike,
+               write: Callable[[Path, Callable[[Path], object]], object] = atomic_write) -> Path:
+    """nDCG@k under attack vs ε (log scale), one line per model × method; PNG or SVG by suffix.
+    ``write(path, writer)`` puts the file in place (atomically, by default)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,31 +176,23 @@ def plot_sweep(result: HandsOnResult, path: str | os.PathLike) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    _atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120))
-    plt.close(fig)
+    try:
+        write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120))
+    finally:
+        plt.close(fig)
     return path
 
 
-def write_outputs(result: HandsOnResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """results.json, sweep.png and sweep.svg in ``out_dir`` (each written atomically)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def write_outputs(result: HandsOnResult, out_dir: str | os.PathLike,
+                  overwrite: bool = False) -> dict[str, Path]:
+    """results.json, sweep.png and sweep.svg in ``out_dir`` (a new or empty folder, or with
+    ``overwrite`` an earlier hands-on folder; each file written atomically)."""
+    out = claim_dir(out_dir, "handson", overwrite=overwrite)
     paths = {"json": out / "results.json", "png": out / "sweep.png", "svg": out / "sweep.svg"}
-    _atomic(paths["json"], lambda tmp: Path(tmp).write_text(json.dumps(result.to_dict(), indent=1)))
-    plot_sweep(result, paths["png"])
-    plot_sweep(result, paths["svg"])
+    out.write_text("results.json", json.dumps(result.to_dict(), indent=1))
+    for key in ("png", "svg"):
+        plot_sweep(result, paths[key], write=lambda path, writer: out.write(path.name, writer))
     return paths
-
-
-def _atomic(path: Path, write: Callable[[str], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from advrec.errors import AdvrecError, ConfigError
+from advrec.errors import AdvrecError, ConfigError, OutputError
 from advrec.experiments.store import DB_NAME, ResultsStore
+from advrec.outputs import OutputDir, check_new_file, read_marker, write_file
 
 REPORT_NAME = "report.html"
 CONFIG_NAME = "experiment.json"
@@ -45,24 +46,26 @@ Row = dict[str, Any]
 
 
 # ---------------------------------------------------------------------------- public
-def write_report(folder: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
-    """Write the HTML report of the experiment in ``folder`` (default ``<folder>/report.html``).
+def write_report(folder: str | os.PathLike, path: str | os.PathLike | None = None,
+                 overwrite: bool = False) -> Path:
+    """Write the HTML report of the experiment in ``folder`` (default ``<folder>/report.html``,
+    refreshed on every call; the folder must be an experiment folder advrec wrote).
 
-    ConfigError when the folder holds no results store or no finished cell. The file is written
-    to a temporary name and renamed, so a reader never sees half a report.
+    ConfigError when the folder holds no results store or no finished cell. A ``path`` elsewhere
+    is a file of its own: an existing one is replaced only with ``overwrite`` and only if advrec
+    wrote it. Written to a temporary name and renamed, so a reader never sees half a report.
     """
     folder = Path(folder)
-    target = Path(path) if path is not None else folder / REPORT_NAME
-    data = load_report_data(folder)
-    text = render(data)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    if path is not None:
+        check_new_file(path, overwrite)
+    text = render(load_report_data(folder))
+    if path is not None:
+        return write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite)
+    marker = read_marker(folder)
+    if marker is None or marker["kind"] != "experiment":
+        raise OutputError(f"{folder} is not an experiment folder advrec wrote; write the report "
+                          f"elsewhere with --out FILE")
+    return OutputDir(folder, "experiment", marker.get("identity")).write_text(REPORT_NAME, text)
 
 
 # ---------------------------------------------------------------------------- data

@@ -13,6 +13,7 @@ evaluation settings. Finished cells are skipped on a re-run, and trained models 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +30,11 @@ from advrec.experiments.config import (
     ExperimentConfig,
     ShillingConfig,
     canonical_hash,
+    check_config,
     expand,
+    grid_size,
 )
-from advrec.experiments.store import ResultsStore
+from advrec.experiments.store import DB_NAME, ResultsStore
 
 Log = Callable[[str], None]
 
@@ -86,22 +89,64 @@ class Plan:
         return next(j for j in self.jobs if j.key == key)
 
 
+DEFAULT_MAX_CELLS = 10_000
+
+
 # ---------------------------------------------------------------------------- planning
+def count_cells(config: ExperimentConfig) -> int:
+    """How many cells :func:`plan` would make, by arithmetic on the grids (nothing expanded)."""
+    from advrec.models import get_model
+
+    attacks = sum(grid_size(_attack_axes(a), VALUE_KEYS) for a in config.attacks)
+    shillings = sum(grid_size(_shilling_axes(s), VALUE_KEYS) for s in config.shilling)
+    per_seed = 0
+    for entry in config.models:
+        variants = grid_size(entry.params, SEQUENCE_PARAMS)
+        attackable = hasattr(get_model(entry.name), "parameter_blocks")
+        per_seed += variants * (1 + (attacks if attackable else 0)
+                                + shillings * (1 + len(config.defenses)))
+    return per_seed * len(config.seeds)
+
+
+def preflight(config: ExperimentConfig, max_cells: int = DEFAULT_MAX_CELLS,
+              source: str = "experiment", overwrite: bool = False,
+              ctx: Context | None = None) -> Plan:
+    """Everything :func:`run_experiment` checks before its first cell, and nothing it runs: the
+    grid's size (refused past ``max_cells`` before anything is expanded), each model variant,
+    the data set, the plan (no two entries may make the same cell) and the output folder."""
+    from advrec.outputs import check_dir
+
+    total = count_cells(config)
+    if total > max_cells:
+        raise ConfigError(f"{source}: the grid expands to {total:,} cells, more than the limit "
+                          f"of {max_cells:,}; shrink a grid or raise the limit (--max-cells)")
+    check_config(config, source)
+    the_plan = plan(config)
+    ctx = ctx or Context(config)
+    check_dir(ctx.output, "experiment", identity=config.name, overwrite=overwrite)
+    _check_detectors_have_ratings(ctx)
+    return the_plan
+
+
 def plan(config: ExperimentConfig) -> Plan:
-    """Expand seeds × model grids × (clean + attack grids) into model jobs and cells."""
+    """Expand seeds × model grids × (clean + attack grids) into model jobs and cells; two model
+    entries (or attack variants) that make the same cell are refused, naming both."""
     from advrec.models import get_model
 
     data = config.data.model_dump()
     evaluation = config.evaluation.model_dump()
     evaluation.pop("significance")  # how p-values are computed does not change a cell's numbers
-    attacks = [a for entry in config.attacks for a in _attack_variants(entry)]
-    shillings = [s for entry in config.shilling for s in _shilling_variants(entry)]
+    attacks = _unique_variants("attacks", [(i, a) for i, entry in enumerate(config.attacks)
+                                           for a in expand(_attack_axes(entry), VALUE_KEYS)])
+    shillings = _unique_variants("shilling", [(i, v) for i, entry in enumerate(config.shilling)
+                                              for v in expand(_shilling_axes(entry), VALUE_KEYS)])
     defenses = [None, *(_defense(d) for d in config.defenses)]
     jobs: list[ModelJob] = []
     cells: list[Cell] = []
     for seed in config.seeds:
         by_label: dict[str, list[ModelJob]] = {}
-        for entry in config.models:
+        made_by: dict[str, str] = {}  # model key → the entry (and variant) that made it
+        for index, entry in enumerate(config.models):
             variants = expand(entry.params, SEQUENCE_PARAMS)
             parents = by_label.get(entry.init, [None]) if entry.init else [None]
             if entry.init and len(parents) > 1:
@@ -119,6 +164,12 @@ def plan(config: ExperimentConfig) -> Plan:
                                            else "")
                 job = ModelJob(canonical_hash(identity), label, entry.name, params, seed,
                                parent.key if parent else None, es)
+                if job.key in made_by:
+                    raise ConfigError(f"models.{index} ({label!r}) is the same model as "
+                                      f"{made_by[job.key]} (same model, parameters, start and "
+                                      f"seed): its cells would be computed twice under two "
+                                      f"labels; remove one or change a parameter")
+                made_by[job.key] = f"models.{index} ({label!r})"
                 made.append(job)
             by_label[entry.key_label] = made
             jobs.extend(made)
@@ -154,7 +205,27 @@ def _defaults(cls) -> dict[str, Any]:
             and n not in NOT_MODEL_PARAMS}
 
 
-def _attack_variants(entry: AttackConfig) -> list[dict[str, Any]]:
+def _unique_variants(section: str, variants: list[tuple[int, dict]]) -> list[dict[str, Any]]:
+    """The variants in order; the same variant from two entries (or twice from one grid) is
+    refused, naming the entries."""
+    seen: dict[str, int] = {}
+    for i, v in variants:
+        key = canonical_hash(v)
+        if key in seen:
+            where = f"{section}.{seen[key]}" + (f" and {section}.{i}" if seen[key] != i else "")
+            raise ConfigError(f"{where}: the same variant twice ({_plain_variant(v)}); each cell "
+                              f"is run once: remove the repeat")
+        seen[key] = i
+    return [v for _, v in variants]
+
+
+def _plain_variant(v: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={x}" for k, x in v.items())
+
+
+def _attack_axes(entry: AttackConfig) -> dict[str, Any]:
+    """An attack entry as the dict whose grid :func:`expand` expands (inapplicable options
+    dropped, so they neither multiply cells nor change keys)."""
     raw = entry.model_dump()
     if raw["method"] == "random":  # options that do not apply to random noise
         for k in ("steps", "step_size", "targets", "mode"):
@@ -165,10 +236,10 @@ def _attack_variants(entry: AttackConfig) -> list[dict[str, Any]]:
     if raw.get("targets") is None:
         raw.pop("targets", None)
         raw.pop("mode", None)
-    return expand(raw, VALUE_KEYS)
+    return raw
 
 
-def _shilling_variants(entry: ShillingConfig) -> list[dict[str, Any]]:
+def _shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
     raw = entry.model_dump()
     raw["method"] = SHILL + raw.pop("attack")
     if raw["targets"] is None:
@@ -176,7 +247,7 @@ def _shilling_variants(entry: ShillingConfig) -> list[dict[str, Any]]:
     else:
         raw.pop("n_targets")
         raw.pop("target_strategy")
-    return expand(raw, VALUE_KEYS)
+    return raw
 
 
 def _defense(entry: DefenseConfig) -> dict[str, Any]:
@@ -243,7 +314,7 @@ class Context:
         model, seconds = self.train(job, plan_, parts.train)
         extra = {"job": job.__dict__, "history": getattr(model, "history_", []),
                  "fit_seconds": seconds}
-        model.save(path, extra=extra)
+        model.save(path, extra=extra, overwrite=True)  # a half-written folder of this run
         self._extra[job.key] = extra
         return model, True
 
@@ -412,23 +483,35 @@ class Context:
 
 def _validator(parts, metric: str):
     from advrec.evaluation import Evaluator
+    from advrec.evaluation.metrics import metric_key, parse_metric
 
-    name, _, k = metric.partition("@")
-    ks = (int(k),) if k else (10,)
-    evaluator = Evaluator(parts.train, parts.valid, ks=ks, metrics=(name,), coverage=False)
-    return lambda model: evaluator.evaluate(model).summary[metric if k else f"{name}@10"]
+    name, k = parse_metric(metric)
+    evaluator = Evaluator(parts.train, parts.valid, ks=(k or 10,), metrics=(name,),
+                          coverage=False)
+    key = metric_key(name, k)
+    return lambda model: evaluator.evaluate(model).summary[key]
 
 
 def run_experiment(config: ExperimentConfig, executor: str | None = None,
                    address: str | None = None, progress: bool | None = None,
-                   log: Log = lambda _m: None) -> RunSummary:
-    """Run every unfinished cell; ``executor`` overrides the file's (``local`` or ``ray``)."""
+                   log: Log = lambda _m: None, max_cells: int = DEFAULT_MAX_CELLS,
+                   overwrite: bool = False, source: str = "experiment") -> RunSummary:
+    """Run every unfinished cell; ``executor`` overrides the file's (``local`` or ``ray``).
+
+    The whole file is checked first (:func:`preflight`), so an invalid file writes nothing. The
+    output folder must be new, empty, or this experiment's own (a re-run resumes there); the
+    results of another experiment are replaced only with ``overwrite``.
+    """
+    from advrec.outputs import claim_dir
+
     torch.set_num_threads(1)
-    the_plan = plan(config)
     ctx = Context(config)
-    _check_detectors_have_ratings(ctx)
+    the_plan = preflight(config, max_cells, source, overwrite, ctx)
+    out = claim_dir(ctx.output, "experiment", identity=config.name, overwrite=overwrite)
+    out.subdir("models", "models", identity=config.name)
+    out.record(DB_NAME, f"{DB_NAME}.wal")
     store = ResultsStore(ctx.output)
-    _write_config(ctx.output, config)
+    out.write_text("experiment.json", json.dumps(config.model_dump(), indent=1))
     try:
         done = store.done_keys()
         todo = [c for c in the_plan.cells if c.key not in done]
@@ -455,17 +538,6 @@ def _check_detectors_have_ratings(ctx: Context) -> None:
         raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
                           f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
                           f"data or data.binarize); only 'perfect' works without ratings")
-
-
-def _write_config(output: Path, config: ExperimentConfig) -> None:
-    """``experiment.json``: the validated configuration the results came from (atomic write)."""
-    import json
-    import os
-
-    path = output / "experiment.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(config.model_dump(), indent=1))
-    os.replace(tmp, path)
 
 
 def _run_local(ctx: Context, the_plan: Plan, todo: list[Cell], store: ResultsStore,

@@ -13,7 +13,6 @@ ratio against attack size, and the data-characteristics study of Deldjoo et al. 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from advrec.data.splits import random_holdout
 from advrec.data.stats import characteristics, impact_regression, subsample
 from advrec.errors import ConfigError, DataError
 from advrec.evaluation.shilling import attack_impact, clean_baseline
+from advrec.outputs import write_file
 
 __all__ = [
     "PLOT_SUFFIXES",
@@ -154,9 +154,10 @@ def run_shilling_study(dataset, victims: Sequence, attacks: Sequence,
 
 # ----------------------------------------------------------------------------- plot
 def plot_hit_ratio_vs_size(rows: Sequence[Mapping], path: str | os.PathLike,
-                           k: int = 10) -> Path:
+                           k: int = 10, overwrite: bool = False) -> Path:
     """Target hit ratio@k after the attack against attack size: one panel per victim, one line
-    per attack (clean hit ratio dashed). PNG, SVG or PDF by suffix; written atomically."""
+    per attack (clean hit ratio dashed). PNG, SVG or PDF by suffix; written atomically, and an
+    existing file is replaced only with ``overwrite`` and only if advrec wrote it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,16 +177,11 @@ def plot_hit_ratio_vs_size(rows: Sequence[Mapping], path: str | os.PathLike,
         _panel(ax, [r for r in rows if r["victim"] == victim], victim, k)
     axes[0][0].set_ylabel(f"target hit ratio@{k}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=120)
-        os.replace(tmp, path)
+        write_file(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=120),
+                   overwrite)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -11,15 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from advrec.errors import ConfigError
+from advrec.validation import check_float
 
 NORMS = ("l2", "linf")
 
 
 def check_eps(eps: float) -> float:
-    eps = float(eps)
-    if not eps > 0:
-        raise ConfigError(f"eps must be positive, got {eps}")
-    return eps
+    """ε as a finite positive float (ε = inf is refused here, not found later as NaN scores)."""
+    return check_float(eps, "eps", low=0, closed="neither")
 
 
 def check_norm(norm: str) -> str:

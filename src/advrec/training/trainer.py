@@ -16,8 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from advrec.errors import CheckpointError, ConfigError
+from advrec.errors import CheckpointError, ConfigError, TrainingError
+from advrec.outputs import atomic_write
 from advrec.training.optim import check_optimizer, make_optimizer
+from advrec.validation import plain
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -182,9 +184,9 @@ class Trainer:
                     "seconds": time.perf_counter() - t0,
                 }
                 if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training diverged at epoch {epoch + 1} "
-                        f"(loss {loss}); lower the learning rate"
+                    raise TrainingError(
+                        f"training diverged at epoch {epoch + 1} (loss {plain(loss)}); "
+                        f"lower the learning rate"
                     )
                 if self.validate is not None and (epoch + 1) % self.validate_every == 0:
                     self._validate(module, logs, epoch)
@@ -240,8 +242,8 @@ class Trainer:
             "stopped": self.stop_training,
             "sampler": _sampler_state(sampler),
         }
-        _atomic_write(tensors_path, lambda p: torch.save(tensors, p))
-        _atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(meta)))
+        atomic_write(tensors_path, lambda p: torch.save(tensors, p))
+        atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta)))
 
     def _load_checkpoint(self, module: TrainableModule, sampler: BatchSampler) -> int:
         tensors_path, meta_path = self._checkpoint_paths()
@@ -284,16 +286,6 @@ def _set_sampler_state(sampler, state) -> None:
     rng = getattr(sampler, "rng", None)
     if state is not None and isinstance(rng, np.random.Generator):
         rng.bit_generator.state = state
-
-
-def _atomic_write(path: Path, write: Callable[[str], Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _flatten_optimizer_state(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

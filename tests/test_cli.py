@@ -72,7 +72,7 @@ def test_itempop_trains(data_dir, tmp_path):
         (("train", "bprmf", "--patience", "3", "--out", "X"), "--patience needs a validation"),
         (("train", "bprmf", "--split", "predefined", "--dataset", "ml-latest-small", "--out", "X"),
          "no predefined split"),
-        (("train", "bprmf", "--epochs", "1", "--lr", "-1", "--out", "X"), "lr must be positive"),
+        (("train", "bprmf", "--epochs", "1", "--lr", "-1", "--out", "X"), "--lr: must be > 0"),
         (("evaluate", "NOPE"), "not a saved advrec model"),
     ],
 )

@@ -461,8 +461,8 @@ def saved_bpr(data_dir, tmp_path_factory) -> Path:
     (("--eps", "inf"), ("--eps", "finite", "inf")),
     (("--eps", "nan"), ("--eps", "nan")),
     (("--eps", "-0.5"), ("--eps", "-0.5")),
-    (("--method", "pgd", "--steps", "0"), ("steps", "got 0")),
-    (("--method", "pgd", "--step-size", "inf"), ("step_size", "inf")),
+    (("--method", "pgd", "--steps", "0"), ("--steps", "got 0")),
+    (("--method", "pgd", "--step-size", "inf"), ("--step-size", "inf")),
     (("--k", "0"), ("cut-off",)),
 ])
 def test_attack_options(saved_bpr, args, words):
@@ -473,7 +473,7 @@ def test_attack_options(saved_bpr, args, words):
 
 def test_train_apr_init_from_itempop(data_dir, saved_pop, tmp_path):
     refused(run("train", "apr", "--init", saved_pop, "--epochs", "1", "--out", tmp_path / "m",
-                "--quiet"), "itempop")
+                "--quiet"), "--init", "ItemPop")
     assert not (tmp_path / "m").exists()
 
 

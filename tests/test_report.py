@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advrec.errors import ConfigError
+from advrec.errors import ConfigError, OutputError
 from advrec.evaluation.significance import paired_test
 from advrec.experiments.config import parse_config
 from advrec.experiments.report import scope_svg_ids, write_report
@@ -164,6 +164,9 @@ def test_report_is_written_atomically_where_asked(experiment, report, tmp_path):
     path, _, _ = report
     assert path == experiment / "report.html"
     assert not list(experiment.glob(".*.tmp"))
+    with pytest.raises(OutputError, match="does not exist"):  # a typo makes no new folders
+        write_report(experiment, tmp_path / "sub" / "r.html")
+    (tmp_path / "sub").mkdir()
     other = write_report(experiment, tmp_path / "sub" / "r.html")
     assert other == tmp_path / "sub" / "r.html" and other.stat().st_size > 10_000
 

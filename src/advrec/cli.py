@@ -92,11 +92,11 @@ def _errors(options: dict[str, str] | None = None) -> Iterator[None]:
     ``options`` renames a library argument to the command's option in the message (``n_factors``
     → ``--dim``). Anything else is an internal error: exit 1, with its type and message.
     """
-    import click
+    from typer.exceptions import TyperException
 
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+    except (typer.Exit, typer.Abort, TyperException):  # typer's own: usage errors, exit codes
         raise
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -127,13 +127,14 @@ def _describe_error(exc: Exception, options: dict[str, str]) -> tuple[int, str]:
 
 
 def _check_option(option: str, check, *args, **kwargs):
-    """Run a shared validator on an option's value, naming the option in its message."""
+    """Run a check on an option's value, naming the option in its message."""
     from advrec.errors import ParamError
 
     try:
         return check(*args, **kwargs)
-    except ParamError as exc:
-        raise _config_error(f"{option}: {exc.reason}") from None
+    except AdvrecError as exc:
+        reason = exc.reason if isinstance(exc, ParamError) else str(exc)
+        raise _config_error(f"{option}: {reason}") from None
 
 
 def _setup_threads(threads: int | None) -> None:
@@ -146,13 +147,10 @@ def _setup_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _given(name: str) -> bool:
+def _given(ctx: typer.Context, name: str) -> bool:
     """Whether the option ``name`` (its parameter name) was typed on the command line."""
-    import click
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -205,6 +203,7 @@ def _fmt_int(v) -> str:
 # ---------------------------------------------------------------------------- train
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name: bprmf, apr or itempop.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the trained model and run.json to.")],
     dataset: Annotated[str, typer.Option(help="Data set name (see `advrec datasets`).")] = "movielens-500",
@@ -244,7 +243,7 @@ def train(
     from advrec.models import get_model, load_model
     from advrec.outputs import check_dir
 
-    with _errors(options={param: f"--{opt.replace('_', '-')}" for opt, param in TRAIN_PARAMS.items()}):
+    with _errors(options={"init_from": "--init", **{param: f"--{opt.replace('_', '-')}" for opt, param in TRAIN_PARAMS.items()}}):
         _setup_threads(threads)
         check_dir(out_dir, "model", overwrite=overwrite)  # before any work, not after it
         spec = DataSpec(dataset=dataset, split=split.value, test_ratio=test_ratio, fold=fold,
@@ -258,7 +257,7 @@ def train(
         cls = get_model(model)
         known, options = cls._param_names(), fit_options(cls)
         for opt, param in TRAIN_PARAMS.items():
-            if param not in known and _given(opt):
+            if param not in known and _given(ctx, opt):
                 raise _config_error(f"--{opt.replace('_', '-')}: model {cls.name!r} does not take it")
         if init is not None and "init_from" not in options:
             raise _config_error(f"--init: model {cls.name!r} cannot start from another model")
@@ -359,7 +358,8 @@ def attack(
     from advrec.evaluation import Evaluator, attack_and_evaluate, target_hit_ratio
     from advrec.models import load_model
 
-    with _errors():
+    with _errors(options={"eps": "--eps", "steps": "--steps", "step_size": "--step-size",
+                          "blocks": "--block", "norm": "--norm"}):
         rec, parts = _load_with_data(model_dir, load_model, prepare, DataSpec)
         ev = Evaluator(parts.train, parts.test, ks=tuple(k), metrics=("hr", "ndcg", "auc"),
                        coverage=False)

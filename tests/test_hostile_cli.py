@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import snapshot
 from typer.testing import CliRunner
 
 from advrec.cli import app
 from advrec.outputs import MARKER
+from conftest import snapshot
 
 runner = CliRunner()
 

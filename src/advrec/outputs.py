@@ -348,10 +348,9 @@ def _marked_children(path: Path) -> Iterable[Path]:
 def _remove_entry(p: Path) -> None:
     if p.is_symlink() or p.is_file():
         p.unlink(missing_ok=True)
-    elif p.is_dir():
-        if read_marker(p) is not None:
-            remove_output(p)
-        # a sub-folder without a marker of its own is left alone: advrec cannot tell it wrote it
+    elif p.is_dir() and read_marker(p) is not None:
+        remove_output(p)
+    # a sub-folder without a marker of its own is left alone: advrec cannot tell it wrote it
 
 
 def replace_dir(staged: Path, target: Path) -> None:

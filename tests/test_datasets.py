@@ -27,6 +27,7 @@ from advrec.data.datasets import (
 )
 from advrec.data.io import read_movielens_100k
 from advrec.errors import ConfigError, DataError
+from advrec.outputs import MARKER
 
 LOCAL = ["cfgan-ml100k", "ml-100k", "ml-1m-implicit", "ml-latest-small", "movielens-500"]
 TINY_U_DATA = "1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t881250951\n"
@@ -219,7 +220,8 @@ def test_fetch_with_hash_then_load(server, cache, monkeypatch):
     folder = fetch("ml-100k", cache_dir=cache, url=f"{base}/ml-100k.zip",
                    known_hash=f"sha256:{digest}")
     assert folder == cache / "ml-100k"
-    assert sorted(p.name for p in folder.iterdir()) == ["README", "u.data"]
+    # advrec's ownership marker (advrec.outputs) sits beside the data set's files
+    assert sorted(p.name for p in folder.iterdir() if p.name != MARKER) == ["README", "u.data"]
     assert [p.name for p in cache.iterdir()] == ["ml-100k"]  # no zip or temp folder left
     x = load("ml-100k", root=cache)
     assert len(x) == 3 and x.shape == (2, 2)

@@ -2,31 +2,39 @@
 
 Local copies are looked up in :func:`data_dir` (``ADVREC_DATA_DIR`` or ``../shared/datasets``)
 and in the download cache (:func:`default_cache_dir`). Downloads go through :func:`fetch`, which
-checks the archive hash with pooch and unpacks zips itself, refusing members that would leave
-the target folder.
+streams the archive over HTTP(S) with a size cap, checks its hash, unpacks the zip itself
+(refusing members that would leave the target folder, zip bombs and archives over the size
+limit), checks the members' hashes and installs them into a folder advrec marks as its own
+(:mod:`advrec.outputs`, kind ``"dataset"``), never into a folder it did not write.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
+import socket
 import stat
 import tempfile
-import uuid
+import urllib.error
+import urllib.request
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import pooch
-
 from advrec.data import io
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError, DataError
+from advrec.errors import ConfigError, DataError, OutputError, ParamError
+from advrec.outputs import OutputDir, check_dir, read_marker, remove_output
+from advrec.validation import check_bool, check_float, check_int, plain
 
 __all__ = [
+    "DEFAULT_MAX_RATIO",
+    "DEFAULT_MAX_UNPACKED_BYTES",
     "DatasetInfo",
     "DatasetSpec",
     "RemoteSource",
@@ -62,13 +70,70 @@ GROUPLENS_REDIST = ("GroupLens MovieLens terms: research use only, acknowledge G
                     "no commercial use")
 
 
+_MIB = 1 << 20
+DEFAULT_MAX_UNPACKED_BYTES = 512 * _MIB
+"""Default cap on what one archive may unpack to (and, plus 1 MiB, on the archive's own size):
+room for MovieLens 10M (~0.3 GB unpacked) while a small zip bomb cannot fill a disk."""
+DEFAULT_MAX_RATIO = 200.0
+"""Default cap on the compression ratio (unpacked / packed size) of each member and of the whole
+archive. Text such as ratings files deflates 3-10:1; a zip bomb reaches ~1000:1. Below 1 MiB
+unpacked the ratio is not checked (a tiny file may compress well without harm)."""
+MAX_MEMBERS = 10_000
+"""Most entries an archive may hold (MovieLens zips hold fewer than 30)."""
+_RATIO_FLOOR = _MIB
+_TIMEOUT_S = 30.0
+_CHUNK = _MIB
+_HASH_SIZES = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
+_JUNK = ("__MACOSX",)
+
+
+def _parse_hash(value, name: str) -> tuple[str, str]:
+    """``"alg:hex"`` (or bare hex = sha256, as pooch writes them) as ``(alg, hex)``."""
+    if not isinstance(value, str):
+        raise ParamError(name, f"expected a hash such as 'sha256:<64 hex digits>', got "
+                               f"{plain(value)}")
+    alg, sep, digest = value.strip().partition(":")
+    if not sep:
+        alg, digest = "sha256", alg
+    alg, digest = alg.lower(), digest.lower()
+    size = _HASH_SIZES.get(alg)
+    if size is None or len(digest) != size or any(c not in "0123456789abcdef" for c in digest):
+        algs = ", ".join(_HASH_SIZES)
+        raise ParamError(name, f"expected 'sha256:<64 hex digits>' or 'md5:<32 hex digits>' "
+                               f"(algorithms: {algs}; bare hex is sha256), got {plain(value)}")
+    return alg, digest
+
+
 @dataclass(frozen=True)
 class RemoteSource:
-    """A downloadable zip: its URL, a pooch hash (``"md5:…"``/``"sha256:…"``) and member checks."""
+    """A downloadable zip: its URL, a hash and the checks applied when it is fetched.
+
+    ``known_hash`` is the archive's hash (``"md5:…"``, ``"sha256:…"`` or bare sha256 hex);
+    ``member_sha256`` maps a file (relative to the data root inside the zip) to its allowed
+    sha256 values. ``max_unpacked_bytes`` caps the total bytes the archive may unpack to
+    (checked on the declared sizes *and* on the bytes actually written) and, plus 1 MiB, the
+    download itself; ``max_ratio`` caps each member's compression ratio.
+    """
 
     url: str
     known_hash: str | None = None
     member_sha256: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+    max_ratio: float = DEFAULT_MAX_RATIO
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str):
+            raise ParamError("url", f"expected a URL, got {plain(self.url)}")
+        if self.known_hash is not None:
+            _parse_hash(self.known_hash, "known_hash")
+        members: dict[str, tuple[str, ...]] = {}
+        for rel, allowed in dict(self.member_sha256).items():
+            allowed = (allowed,) if isinstance(allowed, str) else tuple(allowed)
+            members[str(rel)] = tuple(_parse_hash(h, f"member_sha256[{rel!r}]")[1]
+                                      for h in allowed)
+        object.__setattr__(self, "member_sha256", members)
+        check_int(self.max_unpacked_bytes, "max_unpacked_bytes", low=1)
+        check_float(self.max_ratio, "max_ratio", low=1.0)
 
     @property
     def filename(self) -> str:
@@ -218,6 +283,8 @@ def _home_cache() -> Path:
 
 
 def _spec(name: str) -> DatasetSpec:
+    if not isinstance(name, str):
+        raise ParamError("name", f"expected a data set name, got {plain(name)}")
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -227,6 +294,8 @@ def _spec(name: str) -> DatasetSpec:
 
 def _candidates(root: str | os.PathLike | None) -> list[Path]:
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise ParamError("root", f"expected a folder path, got {plain(root)}")
         return [Path(root)]
     out: list[Path] = []
     for d in (data_dir(), default_cache_dir()):
@@ -345,116 +414,327 @@ def fetch(name: str, cache_dir: str | os.PathLike | None = None, url: str | None
           known_hash: str | None = None, force: bool = False) -> Path:
     """Download and unpack a data set's zip into ``cache_dir/<folder>``; returns that folder.
 
-    ``url`` (or ``$ADVREC_DOWNLOAD_URL`` as base URL) overrides where the zip comes from; the
-    built-in hash still applies unless ``known_hash`` is given (then member checks are skipped).
-    An existing copy is reused unless ``force``. Nothing is left behind when a step fails.
+    ``url`` (or ``$ADVREC_DOWNLOAD_URL`` as base URL) overrides where the zip comes from (HTTP or
+    HTTPS only). An existing copy with all the data set's files is reused unless ``force``.
+
+    What is checked, so that every file fetch installs has a known hash:
+
+    - The archive's hash: ``known_hash`` if given, else the data set's built-in one (which also
+      guards mirrors named by ``url``/``$ADVREC_DOWNLOAD_URL``). A verified archive hash covers
+      every member of the archive: all of them are installed.
+    - Without an archive hash, only the members with a built-in sha256 (``member_sha256``) are
+      unpacked and installed, each checked against it; the rest of the archive is left out.
+    - A user's ``known_hash`` replaces the built-in checks (archive hash and member hashes): the
+      user vouches for that exact archive, and its hash covers all of its members.
+    - A source with no hash at all (a user-registered :class:`RemoteSource` without one) is the
+      one exception: fetch warns that nothing can be checked, then installs what it unpacked.
+
+    Limits: the download may not exceed ``max_unpacked_bytes`` + 1 MiB; the archive may hold at
+    most :data:`MAX_MEMBERS` entries, each with a compression ratio up to ``max_ratio``, and
+    unpack to at most ``max_unpacked_bytes`` in all, and to at most ``max_ratio`` times its own
+    size (beyond 1 MiB): checked on the declared sizes before anything is written, and again on
+    the bytes actually written, since headers can lie.
+
+    The target folder is claimed with :mod:`advrec.outputs` (kind ``"dataset"``): a non-empty
+    folder advrec did not write is refused, naming it; an earlier advrec download of this data
+    set is replaced when files are missing or with ``force`` (another data set's with ``force``
+    only), and then only the files advrec wrote there are removed: files the user added stay
+    (one with the name of an archive member is refused, not replaced).
+
+    Everything is downloaded, checked and unpacked in a temporary folder first, so nothing is
+    left behind when a step fails. Failures are one-line :class:`DataError` (download, archive)
+    or :class:`OutputError` (target folder) messages naming the URL or path.
     """
     spec = _spec(name)
+    force = check_bool(force, "force")
+    if url is not None and not isinstance(url, str):
+        raise ParamError("url", f"expected a URL, got {plain(url)}")
+    if known_hash is not None:
+        _parse_hash(known_hash, "known_hash")
     if spec.remote is None and url is None:
         raise DataError(f"data set {name!r} is not downloadable; put its files in "
                         f"{data_dir() / spec.folder} or set {ENV_DATA_DIR}")
     remote = spec.remote or RemoteSource(url or "")
-    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    base = _cache_base(cache_dir)
     target = base / spec.folder
     if not force and all((target / f).is_file() for f in spec.files):
         return target
     source = _source_url(remote, url)
+    archive_hash = remote.known_hash if known_hash is None else known_hash
     checks = dict(remote.member_sha256) if known_hash is None else {}
-    hash_ = remote.known_hash if known_hash is None else known_hash
-    if hash_ is None and not checks:
+    everything = archive_hash is not None or not checks
+    if not everything:
+        unchecked = [f for f in spec.files if f not in checks]
+        if unchecked:
+            raise DataError(f"{source}: no known sha256 for {', '.join(unchecked)} and no "
+                            f"archive hash; pass known_hash to vouch for the archive")
+    if archive_hash is None and not checks:
         warnings.warn(f"downloading {source} without a checksum", stacklevel=2)
-    base.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{spec.folder}-fetch-", dir=base))
+    _check_target(target, spec, force)  # before any download
     try:
-        archive = _download(source, hash_, remote.filename or f"{spec.folder}.zip", work)
-        root = _unpack(archive, work / "unpacked")
-        _check_contents(root, spec, checks, source)
-        _install(root, target)
+        base.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{spec.folder}-fetch-", dir=base))
+    except OSError as exc:
+        raise OutputError(f"{base}: cannot write the download here "
+                          f"({exc.strerror or exc})") from None
+    try:
+        archive = work / "download.zip"
+        _download(source, archive_hash, archive, remote.max_unpacked_bytes + _MIB)
+        root = _unpack(archive, work / "unpacked", source, remote, checks, everything)
+        _check_contents(root, spec, source)
+        _install(root, target, spec, force)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
 
 
+def _cache_base(cache_dir) -> Path:
+    if cache_dir is None:
+        return default_cache_dir()
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        raise ParamError("cache_dir", f"expected a folder path, got {plain(cache_dir)}")
+    return Path(cache_dir)
+
+
 def _source_url(remote: RemoteSource, url: str | None) -> str:
     if url:
-        return url
-    base = os.environ.get(ENV_DOWNLOAD_URL)
-    if base:
-        return f"{base.rstrip('/')}/{remote.filename}"
-    return remote.url
+        source = url
+    elif os.environ.get(ENV_DOWNLOAD_URL):
+        source = f"{os.environ[ENV_DOWNLOAD_URL].rstrip('/')}/{remote.filename}"
+    else:
+        source = remote.url
+    if not source.lower().startswith(("http://", "https://")):
+        raise ParamError("url", f"expected an http:// or https:// URL, got {plain(source)}")
+    return source
 
 
-def _download(url: str, known_hash: str | None, filename: str, work: Path) -> Path:
-    """Fetch ``url`` into ``work`` with pooch (hash-checked, written atomically)."""
-    import requests  # pooch's own HTTP dependency
+# ----------------------------------------------------------------------------- HTTP
+def _net_reason(exc: BaseException) -> str:
+    """A short, single-line reason for a network failure (no library advice, no repr chains)."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        reason = exc.reason
+        if isinstance(reason, BaseException):
+            return _net_reason(reason)
+        return " ".join(str(reason).split()) or "unknown error"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"no answer within {_TIMEOUT_S:g} s (timed out)"
+    if isinstance(exc, http.client.HTTPException):
+        return f"the connection broke ({type(exc).__name__})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return " ".join(str(exc).split()) or type(exc).__name__
 
+
+def _download(url: str, known_hash: str | None, dest: Path, limit: int) -> None:
+    """Stream ``url`` into ``dest`` (at most ``limit`` bytes), then check ``known_hash``."""
+    alg, expected = _parse_hash(known_hash, "known_hash") if known_hash else ("sha256", None)
+    digest = hashlib.new(alg)
+    request = urllib.request.Request(url, headers={"User-Agent": "advrec"})
     try:
-        return Path(pooch.retrieve(url, known_hash=known_hash, fname=filename, path=work,
-                                   progressbar=False))
-    except ValueError as exc:
-        raise DataError(f"download of {url} failed its checksum ({known_hash}); nothing was "
-                        f"kept: {exc}") from None
-    except requests.exceptions.RequestException as exc:
-        raise DataError(f"could not download {url}: {exc}") from None
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, \
+                open(dest, "wb") as out:
+            declared = response.headers.get("Content-Length", "")
+            if declared.strip().isdigit() and int(declared) > limit:
+                raise DataError(f"could not download {url}: it is {int(declared)} bytes, more "
+                                f"than the limit of {limit} (max_unpacked_bytes + 1 MiB); "
+                                f"nothing was kept")
+            size = 0
+            while chunk := response.read(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise DataError(f"could not download {url}: it exceeds the limit of "
+                                    f"{limit} bytes (max_unpacked_bytes + 1 MiB); nothing was "
+                                    f"kept")
+                digest.update(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise OutputError(f"{dest.parent}: cannot write the download of {url} "
+                                      f"({exc.strerror or exc})") from None
+    except (DataError, OutputError):
+        raise
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"could not download {url}: HTTP {exc.code} "
+                        f"{' '.join(str(exc.reason).split())}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise DataError(f"could not download {url}: {_net_reason(exc)}") from None
+    if expected is not None and digest.hexdigest() != expected:
+        raise DataError(f"download of {url} failed its checksum: expected {alg}:{expected}, "
+                        f"got {alg}:{digest.hexdigest()}; nothing was kept")
 
 
-def _unpack(archive: Path, dest: Path) -> Path:
-    """Extract a zip after checking every member stays inside ``dest``; returns the data root."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _check_member(info, dest, archive)
-            dest.mkdir(parents=True)
-            zf.extractall(dest)
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"{archive.name}: not a valid zip archive ({exc})") from None
-    entries = [p for p in dest.iterdir() if p.name != "__MACOSX"]
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return dest
-
-
-def _check_member(info: zipfile.ZipInfo, dest: Path, archive: Path) -> None:
-    """Refuse absolute paths, drive letters, ``..`` parts and symbolic links."""
+# ----------------------------------------------------------------------------- unzip
+def _member_path(info: zipfile.ZipInfo, url: str) -> PurePosixPath:
+    """The member's path inside the archive; refuses absolute paths, drive letters, ``..``
+    parts and symbolic links (nothing may land outside the target folder)."""
     name = info.filename
     pure = PurePosixPath(name.replace("\\", "/"))
     bad = (pure.is_absolute() or ".." in pure.parts or (len(name) > 1 and name[1] == ":")
-           or stat.S_ISLNK(info.external_attr >> 16))
-    if not bad:
-        inside = (dest / pure).resolve()
-        bad = not inside.is_relative_to(dest.resolve())
+           or stat.S_ISLNK(info.external_attr >> 16) or "\0" in name)
     if bad:
-        raise DataError(f"{archive.name}: member {name!r} would be extracted outside the target "
+        raise DataError(f"{url}: member {name!r} would be extracted outside the target "
                         f"folder; refusing the archive")
+    return pure
 
 
-def _check_contents(root: Path, spec: DatasetSpec, checks: Mapping[str, tuple[str, ...]],
-                    source: str) -> None:
+def _layout(infos: list[zipfile.ZipInfo], url: str) -> list[tuple[zipfile.ZipInfo, str]]:
+    """The archive's files with their paths below the data root (a single top folder, if
+    every file sits in the same one, is the root); macOS resource forks are skipped."""
+    files = []
+    for info in infos:
+        pure = _member_path(info, url)
+        if info.is_dir() or not pure.parts or pure.parts[0] in _JUNK:
+            continue
+        files.append((info, pure.parts))
+    tops = {parts[0] for _, parts in files}
+    strip = int(len(tops) == 1 and all(len(parts) > 1 for _, parts in files))
+    out, seen = [], set()
+    for info, parts in files:
+        rel = "/".join(parts[strip:])
+        if rel.lower() in seen:
+            raise DataError(f"{url}: member {info.filename!r} appears twice in the archive; "
+                            f"refusing the archive")
+        seen.add(rel.lower())
+        out.append((info, rel))
+    return out
+
+
+def _unpack(archive: Path, dest: Path, url: str, remote: RemoteSource,
+            checks: Mapping[str, tuple[str, ...]], everything: bool) -> Path:
+    """Extract the zip into ``dest`` (which becomes the data root) under the size limits.
+
+    ``everything``: extract every file (the archive hash covers them); otherwise only those
+    in ``checks``. Every member in ``checks`` must match one of its sha256 values.
+    """
+    by_ratio = max(_RATIO_FLOOR, int(remote.max_ratio * archive.stat().st_size))
+    if remote.max_unpacked_bytes <= by_ratio:
+        limit = (remote.max_unpacked_bytes, "max_unpacked_bytes")
+    else:
+        limit = (by_ratio, f"{remote.max_ratio:g} times the archive's size, max_ratio")
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_MEMBERS:
+                raise DataError(f"{url}: the archive holds {len(infos)} entries, more than the "
+                                f"limit of {MAX_MEMBERS}; refusing the archive")
+            members = [(info, rel) for info, rel in _layout(infos, url)
+                       if everything or rel in checks]
+            _check_sizes(members, remote, limit, url)
+            dest.mkdir(parents=True)
+            written = 0
+            for info, rel in members:
+                written = _extract(zf, info, rel, dest, url, limit, written, checks.get(rel))
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{url}: not a valid zip archive ({' '.join(str(exc).split())})"
+                        ) from None
+    return dest
+
+
+def _check_sizes(members: list[tuple[zipfile.ZipInfo, str]], remote: RemoteSource,
+                 limit: tuple[int, str], url: str) -> None:
+    """Refuse before writing anything: a declared total over the limit, or a member whose
+    declared compression ratio is that of a zip bomb."""
+    for info, _ in members:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > _RATIO_FLOOR and ratio > remote.max_ratio:
+            raise DataError(f"{url}: member {info.filename!r} unpacks {ratio:.0f} times larger "
+                            f"than it is packed, more than the limit of {remote.max_ratio:g} "
+                            f"(max_ratio): a zip bomb? refusing the archive")
+    total = sum(info.file_size for info, _ in members)
+    if total > limit[0]:
+        raise DataError(f"{url}: the archive declares {total} bytes unpacked, more than the "
+                        f"limit of {limit[0]} ({limit[1]}); refusing the archive")
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str, dest: Path, url: str,
+             limit: tuple[int, str], written: int, allowed: tuple[str, ...] | None) -> int:
+    """Copy one member to ``dest/rel`` counting the bytes actually written (headers can lie)
+    and hashing them; returns the running total of bytes written for the archive."""
+    out = dest / rel
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(out, "xb") as dst:
+            while chunk := src.read(_CHUNK):
+                size += len(chunk)
+                written += len(chunk)
+                if size > info.file_size:
+                    raise DataError(f"{url}: member {info.filename!r} unpacks to more than the "
+                                    f"{info.file_size} bytes its header declares; refusing the "
+                                    f"archive")
+                if written > limit[0]:
+                    raise DataError(f"{url}: the archive unpacks to more than {limit[0]} bytes "
+                                    f"({limit[1]}); refusing the archive")
+                digest.update(chunk)
+                dst.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError,
+            ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{url}: member {info.filename!r} cannot be unpacked "
+                        f"({' '.join(str(exc).split()) or type(exc).__name__}); refusing the "
+                        f"archive") from None
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot unpack member {info.filename!r} of {url} "
+                          f"({exc.strerror or exc})") from None
+    if allowed is not None and digest.hexdigest() not in allowed:
+        raise DataError(f"{url}: {rel} has sha256 {digest.hexdigest()}, expected one of "
+                        f"{', '.join(allowed)}; pass known_hash to accept another archive")
+    return written
+
+
+def _check_contents(root: Path, spec: DatasetSpec, source: str) -> None:
     missing = [f for f in spec.files if not (root / f).is_file()]
     if missing:
         raise DataError(f"{source}: the archive lacks {', '.join(missing)} "
                         f"(expected {', '.join(spec.files)} for {spec.name!r})")
-    for rel, allowed in checks.items():
-        digest = _sha256(root / rel)
-        if digest not in allowed:
-            raise DataError(f"{source}: {rel} has sha256 {digest}, expected one of "
-                            f"{', '.join(allowed)}; pass known_hash to accept another archive")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+# ----------------------------------------------------------------------------- install
+def _mark_tree(folder: Path) -> None:
+    """Give a staged sub-folder (and its sub-folders) advrec's marker listing what it holds,
+    so a later ``force`` removes exactly those files."""
+    children = sorted(folder.iterdir())
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            _mark_tree(child)
+    OutputDir(folder, "dataset", None).record(*(c.name for c in children))
 
 
-def _install(root: Path, target: Path) -> None:
-    """Move the unpacked folder into place by rename (an old copy is swapped out, then removed)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(target, old)
-    os.rename(root, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _check_target(target: Path, spec: DatasetSpec, force: bool) -> dict | None:
+    """:func:`advrec.outputs.check_dir` for kind "dataset" (its marker, or None), with the
+    Python API's word for replacing another data set's download: ``force``."""
+    marker = read_marker(target) if target.is_dir() and not target.is_symlink() else None
+    if (marker is not None and marker["kind"] == "dataset" and not force
+            and marker.get("identity") != spec.name):
+        raise OutputError(f"{target} already holds a downloaded data set "
+                          f"({marker.get('identity')!r}), not {spec.name!r}; pass force=True to "
+                          f"replace it (only the files advrec wrote there are removed)")
+    return check_dir(target, "dataset", identity=spec.name, overwrite=force)
+
+
+def _install(root: Path, target: Path, spec: DatasetSpec, force: bool) -> None:
+    """Move the checked files into ``target``, a folder advrec may write (see :func:`fetch`)."""
+    marker = _check_target(target, spec, force)
+    staged = sorted(root.iterdir())
+    ours = set(marker["entries"]) if marker else set()
+    for entry in staged:
+        there = target / entry.name
+        if entry.name not in ours and os.path.lexists(there):
+            raise OutputError(f"{there} exists and advrec did not write it; refusing to replace "
+                              f"it: move it away or fetch into another cache_dir")
+    try:
+        if marker is not None:
+            remove_output(target)  # only what advrec wrote; the user's own files stay
+        target.mkdir(parents=True, exist_ok=True)
+        out = OutputDir(target, "dataset", spec.name)
+        out.record()  # the marker first: whatever lands below is then known to be advrec's
+        for entry in staged:
+            if entry.is_dir():
+                _mark_tree(entry)
+            out.record(entry.name)
+            os.replace(entry, target / entry.name)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot install the download ({exc.strerror or exc})"
+                          ) from None

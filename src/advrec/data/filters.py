@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from advrec.data._args import check_data
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError, DataError
+from advrec.errors import DataError
+from advrec.validation import check_choice, check_float, check_int
 
 DEDUP_POLICIES = ("last", "first", "mean", "max", "error")
 
@@ -24,6 +26,8 @@ def _nonempty(result: Interactions, source: Interactions, what: str) -> Interact
 
 def binarize(data: Interactions, threshold: float = 4.0) -> Interactions:
     """Keep the interactions rated ``>= threshold`` and drop the ratings (explicit → implicit)."""
+    check_data(data)
+    threshold = check_float(threshold, "threshold")
     if data.ratings is None:
         raise DataError("binarize needs ratings, but the data set has none (already implicit?)")
     keep = data.ratings >= np.float32(threshold)
@@ -38,9 +42,9 @@ def k_core(data: Interactions, user_k: int = 5, item_k: int = 5) -> Interactions
     push a user below its threshold, and vice versa). Counts are records, so deduplicate first if
     repeated (user, item) pairs should count once.
     """
-    for name, k in (("user_k", user_k), ("item_k", item_k)):
-        if int(k) != k or k < 1:
-            raise ConfigError(f"k_core: {name} must be a positive integer, got {k!r}")
+    check_data(data)
+    user_k = check_int(user_k, "user_k", low=1)
+    item_k = check_int(item_k, "item_k", low=1)
     idx = np.arange(len(data))
     users, items = data.users, data.items
     while len(idx):
@@ -77,9 +81,8 @@ def deduplicate(data: Interactions, policy: str = "last") -> Interactions:
     ``max``: the record with the highest rating (ties: the latest). Without ratings ``mean`` and
     ``max`` act as ``last``. ``error``: raise :class:`DataError` naming a repeated pair (raw ids).
     """
-    if policy not in DEDUP_POLICIES:
-        raise ConfigError(f"deduplicate: unknown policy {policy!r}; "
-                          f"expected one of {DEDUP_POLICIES}")
+    check_data(data)
+    policy = check_choice(policy, "policy", DEDUP_POLICIES)
     if len(data) == 0:
         raise DataError("deduplicate got an empty data set")
     keys = _pair_keys(data)
@@ -125,6 +128,7 @@ def drop_unused(data: Interactions) -> Interactions:
     ``user_ids``/``item_ids`` are the matching subset of the raw ids, so it is no longer
     comparable id-for-id with the input (split or score *after* this, never across it).
     """
+    check_data(data)
     if len(data) == 0:
         raise DataError("drop_unused got an empty data set")
     user_keep, users = np.unique(data.users, return_inverse=True)

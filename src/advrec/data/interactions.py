@@ -9,14 +9,124 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from advrec.errors import DataError
+from advrec.errors import DataError, ParamError
+from advrec.validation import plain
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT64_LIMIT = 2.0**63
+
+
+def _array(values, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError):  # ragged nested lists and the like
+        raise ParamError(name, "expected a one-dimensional array (got ragged or nested "
+                               "values)") from None
+
+
+def _kind(arr: np.ndarray) -> str:
+    words = {"U": "text", "S": "bytes", "b": "booleans", "O": "Python objects", "c": "complex "
+             "numbers", "M": "dates", "m": "time spans"}
+    return words.get(arr.dtype.kind, f"values of type {arr.dtype}")
 
 
 def _as_ids(values, name: str) -> np.ndarray:
-    arr = np.asarray(values)
+    """Raw ids as a 1-D array: integers, strings or other hashable values; not booleans, NaN."""
+    arr = _array(values, name)
     if arr.ndim != 1:
         raise DataError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        raise ParamError(name, "expected integer or string ids, got booleans")
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise ParamError(name, f"value {pos} is {plain(arr[pos])}; expected ids "
+                                   f"(integers or strings)")
     return arr
+
+
+def _distinct(ids: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse=True)``, naming ``name`` when ids cannot be ordered."""
+    try:
+        return np.unique(ids, return_inverse=True)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in ids.tolist()})
+        raise ParamError(name, f"mixes ids of different types ({', '.join(kinds)}); use all "
+                               f"integers or all strings") from None
+
+
+def _check_catalogue(ids: np.ndarray, name: str) -> None:
+    """An id map must not hold the same raw id twice (a lookup would be ambiguous)."""
+    dup = pd.Index(ids).duplicated()
+    if dup.any():
+        raise ParamError(name, f"raw id {plain(ids[int(np.argmax(dup))])} appears more than "
+                               f"once; expected distinct ids")
+
+
+def _internal(values, name: str, n: int, what: str) -> np.ndarray:
+    """Internal ids as int64 in ``0..n-1``: integer arrays only (no floats, bools or text)."""
+    arr = _array(values, name)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ParamError(name, f"expected internal integer ids, got {_kind(arr)}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+        bad = arr[(arr < 0) | (arr >= n)][0]
+        raise DataError(f"internal {what} ids must lie in 0..{n - 1}, got {plain(bad)} "
+                        f"({name})")
+    return arr
+
+
+def _length(arr: np.ndarray, name: str, n: int) -> None:
+    if arr.ndim > 1:
+        raise DataError(f"{name} must be one-dimensional ({n} values), got shape {arr.shape}")
+    if arr.ndim != 1 or len(arr) != n:
+        raise DataError(f"{name} has {arr.size} values for {n} interactions")
+
+
+def _as_ratings(values, n: int) -> np.ndarray:
+    """Ratings as float32: finite numbers within the float32 range (the position is named)."""
+    arr = _array(values, "ratings")
+    _length(arr, "ratings", n)
+    if arr.dtype.kind not in "iuf":
+        if arr.dtype.kind != "O":
+            raise ParamError("ratings", f"expected numbers, got {_kind(arr)}")
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ParamError("ratings", "expected numbers") from None
+    if arr.dtype == np.float32:
+        bad = ~np.isfinite(arr)
+    else:
+        wide = arr.astype(np.float64)
+        bad = ~np.isfinite(wide) | (np.abs(wide) > _FLOAT32_MAX)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        value = arr[pos]
+        why = ("expected finite numbers" if not np.isfinite(value) else
+               f"beyond the float32 range (±{_FLOAT32_MAX:.4g}) ratings are stored in")
+        raise ParamError("ratings", f"value {pos} is {plain(value)}; {why}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _as_timestamps(values, n: int) -> np.ndarray:
+    """Timestamps as int64: integers (or integral floats) within the int64 range."""
+    arr = _array(values, "timestamps")
+    _length(arr, "timestamps", n)
+    if arr.dtype.kind == "u" and len(arr) and int(arr.max()) > np.iinfo(np.int64).max:
+        pos = int(np.argmax(arr > np.iinfo(np.int64).max))
+        raise ParamError("timestamps", f"value {pos} is {plain(arr[pos])}; expected integers "
+                                       f"within the int64 range")
+    if arr.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(arr) | (np.mod(arr, 1.0) != 0) | (np.abs(arr) >= _INT64_LIMIT)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise ParamError("timestamps", f"value {pos} is {plain(arr[pos])}; expected "
+                                           f"integers within the int64 range")
+    elif arr.size and arr.dtype.kind not in "iu":
+        raise ParamError("timestamps", f"expected integers, got {_kind(arr)}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,6 +138,13 @@ class Interactions:
     raw id of internal id ``u`` / ``i``. Splits and subsets share the parent's id space (the same
     ``user_ids``/``item_ids`` arrays), so a model trained on one part scores another without
     remapping. Build from raw ids with :meth:`from_raw`.
+
+    The constructor checks what it is given and names the argument: internal ids must be
+    integers in range (floats such as 0.7 are refused, not truncated), ratings finite numbers
+    within float32 (NaN/±inf are refused with their position), timestamps integers within int64
+    (1.5 is refused, not truncated); raw ids may be integers or strings, never booleans or NaN.
+    Value problems raise :class:`~advrec.errors.ParamError`, a wrong length or shape
+    :class:`~advrec.errors.DataError`.
     """
 
     users: np.ndarray
@@ -39,32 +156,24 @@ class Interactions:
     name: str = field(default="")
 
     def __post_init__(self) -> None:
-        users = np.ascontiguousarray(self.users, dtype=np.int64)
-        items = np.ascontiguousarray(self.items, dtype=np.int64)
-        object.__setattr__(self, "users", users)
-        object.__setattr__(self, "items", items)
+        user_ids = _as_ids(self.user_ids, "user_ids")
+        item_ids = _as_ids(self.item_ids, "item_ids")
+        users = _internal(self.users, "users", len(user_ids), "user")
+        items = _internal(self.items, "items", len(item_ids), "item")
         if users.shape != items.shape or users.ndim != 1:
             raise DataError(
                 f"users and items must be 1-D arrays of equal length, got "
                 f"{users.shape} and {items.shape}"
             )
-        object.__setattr__(self, "user_ids", _as_ids(self.user_ids, "user_ids"))
-        object.__setattr__(self, "item_ids", _as_ids(self.item_ids, "item_ids"))
+        object.__setattr__(self, "users", users)
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "user_ids", user_ids)
+        object.__setattr__(self, "item_ids", item_ids)
         if self.ratings is not None:
-            r = np.ascontiguousarray(self.ratings, dtype=np.float32)
-            if r.shape != users.shape:
-                raise DataError(f"ratings has {r.shape[0]} values for {len(users)} interactions")
-            object.__setattr__(self, "ratings", r)
+            object.__setattr__(self, "ratings", _as_ratings(self.ratings, len(users)))
         if self.timestamps is not None:
-            t = np.ascontiguousarray(self.timestamps, dtype=np.int64)
-            if t.shape != users.shape:
-                raise DataError(f"timestamps has {t.shape[0]} values for {len(users)} interactions")
-            object.__setattr__(self, "timestamps", t)
-        if len(users):
-            if users.min() < 0 or users.max() >= len(self.user_ids):
-                raise DataError(f"internal user ids must lie in 0..{len(self.user_ids) - 1}")
-            if items.min() < 0 or items.max() >= len(self.item_ids):
-                raise DataError(f"internal item ids must lie in 0..{len(self.item_ids) - 1}")
+            object.__setattr__(self, "timestamps", _as_timestamps(self.timestamps, len(users)))
+        object.__setattr__(self, "name", "" if self.name is None else str(self.name))
         for arr in (self.users, self.items, self.ratings, self.timestamps):
             if arr is not None:
                 arr.setflags(write=False)
@@ -85,19 +194,26 @@ class Interactions:
         """Build from raw ids; the id maps are the sorted distinct ids unless given explicitly.
 
         Passing ``user_ids``/``item_ids`` fixes the catalogue (e.g. items with no interaction yet,
-        or the id space of a parent data set); a raw id missing from them is a :class:`DataError`.
+        or the id space of a parent data set); a raw id missing from them is a :class:`DataError`,
+        a catalogue holding one id twice a ParamError. ``users`` and ``items`` must have one entry
+        per interaction; ids of mixed types (1 and "1") are refused rather than compared.
         """
         users = _as_ids(users, "users")
         items = _as_ids(items, "items")
+        if len(users) != len(items):
+            raise DataError(f"users and items must have equal length, got {len(users)} users "
+                            f"and {len(items)} items")
         if user_ids is None:
-            user_ids, u = np.unique(users, return_inverse=True)
+            user_ids, u = _distinct(users, "users")
         else:
             user_ids = _as_ids(user_ids, "user_ids")
+            _check_catalogue(user_ids, "user_ids")
             u = _lookup(pd.Index(user_ids), users, "user")
         if item_ids is None:
-            item_ids, i = np.unique(items, return_inverse=True)
+            item_ids, i = _distinct(items, "items")
         else:
             item_ids = _as_ids(item_ids, "item_ids")
+            _check_catalogue(item_ids, "item_ids")
             i = _lookup(pd.Index(item_ids), items, "item")
         return cls(u, i, user_ids, item_ids, ratings, timestamps, name)
 
@@ -187,8 +303,18 @@ class Interactions:
     def subset(self, mask_or_index, name: str | None = None) -> Interactions:
         """The records selected by a boolean mask or an index array, in the same id space."""
         sel = np.asarray(mask_or_index)
+        if sel.dtype == np.bool_ and sel.shape != self.users.shape:
+            raise ParamError("mask_or_index", f"a mask needs {len(self)} values, one per "
+                                              f"interaction; got shape {sel.shape}")
+        if sel.size and sel.dtype != np.bool_ and sel.dtype.kind not in "iu":
+            raise ParamError("mask_or_index", f"expected a boolean mask or integer positions, "
+                                              f"got values of type {sel.dtype}")
+        try:
+            users = self.users[sel]
+        except IndexError as exc:
+            raise ParamError("mask_or_index", str(exc)) from None
         return Interactions(
-            self.users[sel],
+            users,
             self.items[sel],
             self.user_ids,
             self.item_ids,

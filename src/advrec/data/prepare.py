@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 
 from advrec.data import datasets, filters, splits
 from advrec.data.splits import Split
-from advrec.errors import ConfigError
+from advrec.errors import ConfigError, ParamError
+from advrec.validation import check_float, check_int, plain
 
 SPLITS = ("auto", "predefined", "leave-one-out", "holdout", "temporal")
 VALIDATION = ("none", "leave-one-out", "holdout")
@@ -33,6 +34,8 @@ class DataSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ParamError("dataset", f"expected a data set name, got {plain(self.dataset)}")
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
         if self.valid not in VALIDATION:
@@ -40,10 +43,13 @@ class DataSpec:
                 f"unknown validation split {self.valid!r}; expected one of {', '.join(VALIDATION)}"
             )
         for name in ("test_ratio", "valid_ratio"):
-            if not 0 < getattr(self, name) < 1:
-                raise ConfigError(
-                    f"{name} must lie strictly between 0 and 1, got {getattr(self, name)}"
-                )
+            check_float(getattr(self, name), name, low=0.0, high=1.0, closed="neither")
+        check_float(self.binarize, "binarize", none_ok=True)
+        for name in ("min_user_count", "min_item_count"):
+            check_int(getattr(self, name), name, low=0)
+        check_int(self.seed, "seed", low=0)
+        if self.fold is not None and not isinstance(self.fold, str):
+            raise ParamError("fold", f"expected a fold name or None, got {plain(self.fold)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +92,9 @@ def _filter(data, spec: DataSpec):
     if spec.binarize is not None:
         data = filters.binarize(data, threshold=spec.binarize)
     if spec.min_user_count or spec.min_item_count:
-        data = filters.k_core(data, user_k=spec.min_user_count, item_k=spec.min_item_count)
+        # a count of 0 means "no threshold", which k_core expresses as 1 (at least one record)
+        data = filters.k_core(data, user_k=max(spec.min_user_count, 1),
+                              item_k=max(spec.min_item_count, 1))
     return data
 
 

@@ -16,14 +16,19 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
+from advrec.data._args import check_data, check_seed, internal_ids
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError, DataError
+from advrec.errors import DataError, ParamError
+from advrec.validation import check_bool, check_int
 
 Seed = int | np.random.Generator
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 _REJECTION_ROUNDS = 8
 _BITMAP_MAX_BITS = 2**28
+MAX_DRAWS = 2**28
+"""Most negatives one call may draw (2 GiB of int64): a huge ``n`` from a tiny input is refused
+instead of exhausting memory."""
 
 
 class _Complement:
@@ -115,7 +120,8 @@ class UniformSampler:
     """
 
     def __init__(self, train: Interactions, seed: Seed = 0) -> None:
-        self.train = train
+        self.train = check_data(train, "train")
+        check_seed(seed)
         self.n_users, self.n_items = train.shape
         if self.n_items == 0:
             raise DataError("cannot sample negatives from a data set with no items")
@@ -138,14 +144,31 @@ class UniformSampler:
 
     def reseed(self, seed: Seed) -> None:
         """Restart the random stream from ``seed`` (e.g. a per-worker or per-epoch seed)."""
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed(seed))
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Whether each (user, item) pair is in the training set: a binary search within the
-        user's own sorted segment of keys (compiled; ~7 steps per query on MovieLens)."""
+        user's own sorted segment of keys (compiled; ~7 steps per query on MovieLens).
+
+        Ids must be internal integer ids in range (the compiled lookup does no bounds checks,
+        so they are checked here).
+        """
+        users, items = np.asarray(users), np.asarray(items)
+        try:
+            shape = np.broadcast_shapes(users.shape, items.shape)
+        except ValueError:
+            raise DataError(f"users and items cannot be paired: shapes {users.shape} and "
+                            f"{items.shape}") from None
+        internal_ids(users.reshape(-1), "users", self.n_users, "user")
+        internal_ids(items.reshape(-1), "items", self.n_items, "item")
+        return self._is_positive(users, items, shape)
+
+    def _is_positive(self, users: np.ndarray, items: np.ndarray,
+                     shape: tuple[int, ...] | None = None) -> np.ndarray:
         users = np.ascontiguousarray(users, dtype=np.int64)
         items = np.ascontiguousarray(items, dtype=np.int64)
-        shape = np.broadcast_shapes(users.shape, items.shape)
+        if shape is None:
+            shape = np.broadcast_shapes(users.shape, items.shape)
         users, items = (np.broadcast_to(a, shape).ravel() for a in (users, items))
         if self._bitmap is not None:
             out = _bitmap_member(self._bitmap, users, items, np.int64(self.n_items))
@@ -160,13 +183,11 @@ class UniformSampler:
         The ``n`` negatives of one user are independent draws (they may repeat); use
         :func:`sample_items` for distinct ones.
         """
-        if int(n) != n or n < 1:
-            raise ConfigError(f"negatives: n must be a positive integer, got {n!r}")
-        users = np.asarray(users, dtype=np.int64)
-        if users.ndim != 1:
-            raise DataError(f"users must be one-dimensional, got shape {users.shape}")
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users):
-            raise DataError(f"user ids must lie in 0..{self.n_users - 1}")
+        n = check_int(n, "n", low=1, high=MAX_DRAWS)
+        users = internal_ids(users, "users", self.n_users, "user")
+        if len(users) * n > MAX_DRAWS:
+            raise ParamError("n", f"{len(users)} users × {n} negatives is more than the limit "
+                                  f"of {MAX_DRAWS} draws per call; draw them in batches")
         full = self._full[users]
         if full.any():
             raise _full_users_error(self.train, users[full], "interacted with every item")
@@ -177,12 +198,12 @@ class UniformSampler:
     def _reject(self, users: np.ndarray) -> np.ndarray:
         """Draw uniformly, redraw only the positives, a few rounds; stragglers drawn exactly."""
         items = self.rng.integers(0, self.n_items, size=len(users), dtype=np.int64)
-        todo = np.flatnonzero(self.is_positive(users, items))
+        todo = np.flatnonzero(self._is_positive(users, items))
         for _ in range(_REJECTION_ROUNDS):
             if not len(todo):
                 return items
             items[todo] = self.rng.integers(0, self.n_items, size=len(todo), dtype=np.int64)
-            todo = todo[self.is_positive(users[todo], items[todo])]
+            todo = todo[self._is_positive(users[todo], items[todo])]
         if len(todo):
             items[todo] = self._complement.draw(users[todo], self.rng)
         return items
@@ -192,6 +213,7 @@ class UniformSampler:
 
         The order is a seeded random permutation of the records when ``shuffle`` is true.
         """
+        shuffle = check_bool(shuffle, "shuffle")
         neg_sorted = self.negatives(self._users_sorted)
         if not shuffle:
             neg = np.empty(len(self.train), np.int64)
@@ -202,8 +224,7 @@ class UniformSampler:
 
     def batches(self, batch_size: int, shuffle: bool = True) -> Iterator[Triples]:
         """The epoch's :meth:`triples` in slices of ``batch_size`` (the last may be shorter)."""
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_int(batch_size, "batch_size", low=1)
         users, pos, neg = self.triples(shuffle)
         for start in range(0, len(users), batch_size):
             stop = start + batch_size
@@ -274,10 +295,17 @@ def sample_items(n_items: int, exclude_csr: sp.spmatrix, users: np.ndarray, n: i
     evaluation protocol (e.g. 100 negatives per test user); a DataError names users with fewer
     than ``n`` candidates.
     """
-    if int(n) != n or n < 0:
-        raise ConfigError(f"sample_items: n must be a non-negative integer, got {n!r}")
-    rng = np.random.default_rng(rng)
-    users = np.asarray(users, dtype=np.int64)
+    n_items = check_int(n_items, "n_items", low=0)
+    n = check_int(n, "n", low=0, high=n_items)
+    rng = np.random.default_rng(check_seed(rng, "rng"))
+    if not (sp.issparse(exclude_csr) or isinstance(exclude_csr, np.ndarray)) or len(
+            getattr(exclude_csr, "shape", ())) != 2:
+        raise ParamError("exclude_csr", f"expected a users × items sparse matrix, got "
+                                        f"{type(exclude_csr).__name__}")
+    if exclude_csr.shape[1] != n_items:
+        raise ParamError("exclude_csr", f"has {exclude_csr.shape[1]} columns for "
+                                        f"n_items={n_items}; expected one column per item")
+    users = internal_ids(users, "users", exclude_csr.shape[0], "user")
     complement = _Complement.from_csr(exclude_csr, n_items)
     avail = complement.n_free[users]
     if (avail < n).any():

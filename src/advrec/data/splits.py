@@ -12,9 +12,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from advrec.data._args import check_data
+from advrec.data._args import rng as _seeded
 from advrec.data.filters import _plain
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError, DataError
+from advrec.errors import DataError
+from advrec.validation import check_bool, check_choice, check_float, check_int
 
 Seed = int | np.random.Generator
 Pair = tuple[Interactions, Interactions]
@@ -34,7 +37,7 @@ class Split(NamedTuple):
 
 
 def _rng(seed: Seed) -> np.random.Generator:
-    return np.random.default_rng(seed)
+    return _seeded(seed, "seed")
 
 
 def _name(data: Interactions, part: str) -> str:
@@ -48,13 +51,11 @@ def _parts(data: Interactions, test: np.ndarray,
 
 
 def _check_min_train(min_train: int) -> None:
-    if int(min_train) != min_train or min_train < 0:
-        raise ConfigError(f"min_train must be a non-negative integer, got {min_train!r}")
+    check_int(min_train, "min_train", low=0)
 
 
 def _check_ratio(ratio: float, name: str) -> None:
-    if not 0.0 < ratio < 1.0:
-        raise ConfigError(f"{name} must lie strictly between 0 and 1, got {ratio!r}")
+    check_float(ratio, name, low=0.0, high=1.0, closed="neither")
 
 
 def _user_groups(data: Interactions, rng: np.random.Generator, by_time: bool):
@@ -84,6 +85,7 @@ def leave_one_out(data: Interactions, seed: Seed = 0, min_train: int = 1) -> Pai
 
 
 def _leave_one_out_mask(data: Interactions, seed: Seed, min_train: int) -> np.ndarray:
+    check_data(data)
     _check_min_train(min_train)
     order, counts, rank = _user_groups(data, _rng(seed), by_time=True)
     user = data.users[order]
@@ -111,8 +113,9 @@ def random_holdout(data: Interactions, test_ratio: float = 0.2, seed: Seed = 0,
 
 
 def _random_holdout_mask(data: Interactions, test_ratio: float, seed: Seed,
-                         min_train: int) -> np.ndarray:
-    _check_ratio(test_ratio, "test_ratio")
+                         min_train: int, ratio_name: str = "test_ratio") -> np.ndarray:
+    check_data(data)
+    _check_ratio(test_ratio, ratio_name)
     _check_min_train(min_train)
     order, counts, rank = _user_groups(data, _rng(seed), by_time=False)
     n_test = _n_test_per_user(counts, test_ratio, min_train)
@@ -128,9 +131,11 @@ def temporal_split(data: Interactions, test_ratio: float = 0.2, drop_cold: bool 
     ``drop_cold=True`` removes test records whose user or item never occurs in train (they are
     dropped, not moved, so then train ∪ test is smaller than the input).
     """
+    check_data(data)
     if data.timestamps is None:
         raise DataError("temporal_split needs timestamps, but the data set has none")
     _check_ratio(test_ratio, "test_ratio")
+    drop_cold = check_bool(drop_cold, "drop_cold")
     n_test = int(np.floor(len(data) * test_ratio + 0.5))
     test = np.zeros(len(data), bool)
     test[np.argsort(data.timestamps, kind="stable")[len(data) - n_test:]] = True
@@ -149,13 +154,11 @@ def validation_split(train: Interactions, method: str = "leave_one_out", ratio: 
     ``ratio`` is only used by ``method="random"``; the two methods are :func:`leave_one_out` and
     :func:`random_holdout` underneath.
     """
+    method = check_choice(method, "method", ("leave_one_out", "random"))
     if method == "leave_one_out":
         valid = _leave_one_out_mask(train, seed, min_train)
-    elif method == "random":
-        valid = _random_holdout_mask(train, ratio, seed, min_train)
     else:
-        raise ConfigError(f"validation_split: unknown method {method!r}; "
-                          "expected 'leave_one_out' or 'random'")
+        valid = _random_holdout_mask(train, ratio, seed, min_train, ratio_name="ratio")
     return _parts(train, valid, ("train", "valid"))
 
 
@@ -166,6 +169,10 @@ def _pair_set(data: Interactions) -> np.ndarray:
 def check_split(train: Interactions, test: Interactions,
                 valid: Interactions | None = None) -> None:
     """Raise :class:`DataError` unless the parts share one id space and no (user, item) pair."""
+    for arg, part in (("train", train), ("test", test)):
+        check_data(part, arg)
+    if valid is not None:
+        check_data(valid, "valid")
     parts = [("train", train), ("test", test)] + ([("valid", valid)] if valid is not None else [])
     keys = {name: _pair_set(part) for name, part in parts}
     for k, (a_name, a) in enumerate(parts):

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from advrec.data._args import check_data, check_seed
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError, DataError
+from advrec.errors import ConfigError, DataError, ParamError
+from advrec.validation import check_finite_array, check_float, plain
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -55,7 +57,8 @@ def long_tail_share(item_counts, head: float = 0.2) -> float:
     """Share of interactions on the long tail: every item outside the ``head`` fraction of most
     popular items (the Pareto 80/20 split; ``head=0.2``: the least popular 80 % of the catalogue).
     """
-    c = np.sort(np.asarray(item_counts, dtype=np.float64))[::-1]
+    head = check_float(head, "head", low=0.0, high=1.0)
+    c = np.sort(check_finite_array(item_counts, "item_counts"))[::-1]
     if c.sum() == 0:
         return 0.0
     n_head = int(np.ceil(head * len(c)))
@@ -93,13 +96,23 @@ def characteristics(data: Interactions) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- sub-samples
 def _count(n, total: int, what: str) -> int:
+    """``n``: None (all), a fraction in (0, 1] (a float) or a count >= 1 (an integer, or an
+    integral float such as 300.0); NaN, 2.5 or a count beyond ``total`` are refused."""
     if n is None:
         return total
-    if isinstance(n, bool) or not isinstance(n, (int, float, np.number)) or n <= 0:
-        raise ConfigError(f"n_{what} must be a positive count or fraction, got {n!r}")
-    k = int(round(n * total)) if isinstance(n, (float, np.floating)) and n <= 1 else int(n)
+    name = f"n_{what}"
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, float, np.integer,
+                                                            np.floating)):
+        raise ParamError(name, f"expected a positive count or fraction, got {plain(n)}")
+    value = check_float(n, name, low=0.0, closed="neither")
+    if isinstance(n, (float, np.floating)) and value <= 1:
+        k = int(round(value * total))
+    elif value != int(value):
+        raise ParamError(name, f"expected a fraction in (0, 1] or a whole count, got {plain(n)}")
+    else:
+        k = int(value)
     if k > total:
-        raise ConfigError(f"n_{what}={n} exceeds the {total} {what} with interactions")
+        raise ParamError(name, f"{plain(n)} exceeds the {total} {what} with interactions")
     return max(k, 1)
 
 
@@ -110,7 +123,8 @@ def subsample(data: Interactions, n_users: int | float | None = None,
     fractions when float ≤ 1; None keeps all) among those with interactions, keeping their
     interactions. Users and items left without interactions are dropped; the result has its own
     compact id space (raw ids kept)."""
-    rng = np.random.default_rng(seed)
+    check_data(data)
+    rng = np.random.default_rng(check_seed(seed))
     active_u = np.flatnonzero(data.user_counts)
     active_i = np.flatnonzero(data.item_counts)
     users = np.sort(rng.choice(active_u, _count(n_users, len(active_u), "users"), replace=False))

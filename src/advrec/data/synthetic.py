@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from advrec.data._args import check_seed
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import _Complement, _distinct_ranks
-from advrec.errors import ConfigError
+from advrec.errors import ParamError
+from advrec.validation import check_bool, check_float, check_int
 
 Seed = int | np.random.Generator
 
@@ -175,23 +177,26 @@ def _timestamps(n_users: int, users: np.ndarray, rng: np.random.Generator) -> np
     return start[users] + rng.integers(0, _SPAN // 2, len(users))
 
 
+MAX_ENTITIES = 10**8
+"""Most users (or items) :func:`synthetic_interactions` makes: arrays per user and per item
+are allocated up front, so a huge count from a tiny call is refused instead of exhausting memory."""
+MAX_INTERACTIONS = 10**9
+"""Most interactions :func:`synthetic_interactions` makes (8 GB of keys)."""
+MAX_SIGMA = 100.0  # beyond this the log-normal activity weights overflow to inf
+
+
 def _validate(n_users: int, n_items: int, n_interactions: int, n_clusters: int,
-              exponent: float, affinity: float) -> None:
-    for name, v in (("n_users", n_users), ("n_items", n_items), ("n_clusters", n_clusters)):
-        if int(v) != v or v < 1:
-            raise ConfigError(f"synthetic_interactions: {name} must be a positive integer, "
-                              f"got {v!r}")
-    if int(n_interactions) != n_interactions or not 0 <= n_interactions <= n_users * n_items:
-        raise ConfigError("synthetic_interactions: n_interactions must be in "
-                          f"0..{n_users * n_items} (n_users × n_items distinct pairs), "
-                          f"got {n_interactions!r}")
-    if n_clusters > n_items:
-        raise ConfigError(f"synthetic_interactions: n_clusters ({n_clusters}) exceeds n_items "
-                          f"({n_items})")
-    if exponent < 0:
-        raise ConfigError(f"popularity_exponent must be >= 0, got {exponent!r}")
-    if not 0.0 <= affinity <= 1.0:
-        raise ConfigError(f"cluster_affinity must lie in [0, 1], got {affinity!r}")
+              exponent: float, affinity: float, sigma: float) -> None:
+    check_int(n_users, "n_users", low=1, high=MAX_ENTITIES)
+    check_int(n_items, "n_items", low=1, high=MAX_ENTITIES)
+    check_int(n_interactions, "n_interactions", low=0,
+              high=min(n_users * n_items, MAX_INTERACTIONS))
+    if check_int(n_clusters, "n_clusters", low=1) > n_items:
+        raise ParamError("n_clusters", f"{n_clusters} exceeds n_items ({n_items}); every "
+                                       f"cluster needs an item")
+    check_float(exponent, "popularity_exponent", low=0.0)
+    check_float(affinity, "cluster_affinity", low=0.0, high=1.0)
+    check_float(sigma, "activity_sigma", low=0.0, high=MAX_SIGMA)
 
 
 def synthetic_interactions(
@@ -211,10 +216,15 @@ def synthetic_interactions(
 
     Records come sorted by user, then item; raw ids equal internal ids. ``popularity_exponent=0``
     gives uniform popularity, ``cluster_affinity=0`` no cluster structure, ``activity_sigma`` the
-    spread of the log-normal user activity. The same ``seed`` gives the same data.
+    spread of the log-normal user activity. The same ``seed`` gives the same data. Counts are
+    bounded (:data:`MAX_ENTITIES` users/items, :data:`MAX_INTERACTIONS` interactions), so a
+    typo cannot ask for unbounded memory; a bad argument is a ParamError naming it.
     """
-    _validate(n_users, n_items, n_interactions, n_clusters, popularity_exponent, cluster_affinity)
-    rng = np.random.default_rng(seed)
+    _validate(n_users, n_items, n_interactions, n_clusters, popularity_exponent, cluster_affinity,
+              activity_sigma)
+    with_ratings = check_bool(with_ratings, "with_ratings")
+    with_timestamps = check_bool(with_timestamps, "with_timestamps")
+    rng = np.random.default_rng(check_seed(seed))
     model = _make_model(n_users, n_items, n_clusters, popularity_exponent, cluster_affinity, rng)
     counts = _user_counts(n_users, n_items, n_interactions, activity_sigma, rng)
     keys = _top_up(model, _sorted_unique(_draw_keys(model, counts, rng)), counts, rng)

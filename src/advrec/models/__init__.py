@@ -15,12 +15,15 @@ MODELS: dict[str, type[Recommender]] = {
 
 
 def get_model(name: str) -> type[Recommender]:
-    """The model class registered under ``name`` (case-insensitive)."""
-    from advrec.errors import ConfigError
+    """The model class registered under ``name`` (case-insensitive); a ParamError naming
+    ``model`` for anything else."""
+    from advrec.errors import ParamError
+    from advrec.validation import plain
 
-    cls = MODELS.get(str(name).lower())
+    cls = MODELS.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
-        raise ConfigError(f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}")
+        raise ParamError("model", f"unknown model {plain(name)}; expected one of "
+                                  f"{', '.join(sorted(MODELS))}")
     return cls
 
 

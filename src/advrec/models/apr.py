@@ -4,10 +4,14 @@ BPR-MF trained with an adversarial regulariser on its embeddings."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
-from advrec.errors import ConfigError
+from advrec.errors import ParamError
+from advrec.models.base import Names, Noted
 from advrec.models.bprmf import BPRMF
 from advrec.training.adversarial import AdversarialRegularizer
+from advrec.training.perturbation import NORMS
+from advrec.validation import Choice, Int, Real, plain
 
 
 class APR(BPRMF):
@@ -21,6 +25,15 @@ class APR(BPRMF):
     """
 
     name = "apr"
+    _param_constraints: ClassVar[dict[str, Any]] = {
+        **BPRMF._param_constraints,
+        "eps": Noted(Real(low=0, closed="neither"),
+                     "APR's eps must be positive: it is the perturbation size ε"),
+        "adv_reg": Real(low=0),
+        "adv_start_epoch": Int(low=0),
+        "adv_blocks": Names(("user", "item")),
+        "adv_norm": Choice(NORMS),
+    }
 
     def __init__(self, n_factors: int = 64, epochs: int = 5, batch_size: int = 512,
                  optimizer: str = "adagrad", lr: float = 0.05, reg: float = 0.0,
@@ -40,14 +53,16 @@ class APR(BPRMF):
         self.adv_blocks = adv_blocks
         self.adv_norm = adv_norm
 
+    @classmethod
+    def _check_param_combinations(cls, values: dict[str, Any]) -> None:
+        super()._check_param_combinations(values)
+        if values["backend"] == "numba" and values["adv_norm"] != "l2" and values["adv_reg"] > 0:
+            raise ParamError("adv_norm", f"the compiled epoch (backend 'numba') supports the l2 "
+                                         f"(APR) perturbation only, got {plain(values['adv_norm'])}"
+                                         f"; use backend 'torch' for linf")
+
     def _regularizer(self) -> AdversarialRegularizer | None:
         blocks = tuple(self.adv_blocks)
-        unknown = set(blocks) - {"user", "item"}
-        if unknown or not blocks:
-            raise ConfigError(f"adv_blocks must be a non-empty subset of ('user', 'item'), "
-                              f"got {list(self.adv_blocks)}")
-        if self.adv_start_epoch < 0:
-            raise ConfigError(f"adv_start_epoch must be >= 0, got {self.adv_start_epoch}")
         reg = AdversarialRegularizer(self.eps, self.adv_reg, blocks, self.adv_norm)
         return reg if reg.reg > 0 else None  # λ = 0: exactly BPR-MF
 

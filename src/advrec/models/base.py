@@ -1,4 +1,12 @@
-"""The `Recommender` base class: sklearn-style hyper-parameters, fit/score/recommend, save/load."""
+"""The `Recommender` base class: sklearn-style hyper-parameters, fit/score/recommend, save/load.
+
+Hyper-parameters are declared with constraints (``_param_constraints``, objects with a
+``check(value, name)`` method from :mod:`advrec.validation` or the few helpers here) and checked
+by :meth:`Recommender.validate_params` at the start of ``fit``, before ``save`` and when a saved
+model is loaded; constructors only store them (the scikit-learn convention). A saved model is
+checked against a schema when loaded, before any tensor is used (:func:`read_manifest`,
+:meth:`Recommender.load`).
+"""
 
 from __future__ import annotations
 
@@ -6,33 +14,127 @@ import inspect
 import json
 import os
 import platform
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from advrec.data.interactions import Interactions
-from advrec.errors import CheckpointError, ConfigError, DataError, NotFittedError
+from advrec.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NotFittedError,
+    ParamError,
+    TrainingError,
+)
+from advrec.outputs import claim_dir
+from advrec.validation import Device, Int, check_bool, check_index_array, check_int, plain
 
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
 FORMAT = "advrec-model"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 1 << 30  # a larger manifest.json is refused unread (ids of ~50M users fit)
+MAX_LISTED_TENSORS = 100_000  # more expected tensors than this are counted, not listed
+
+DEVICE = Device()
+SEED = Int(low=0, high=2 ** 63 - 1)  # numpy and torch generators take any non-negative int64
+
+_FLOAT_DTYPES = {"F32": "float32", "F64": "float64"}
+_INT_DTYPES = {"I32": "int32", "I64": "int64"}
 
 
+class IdError(ParamError, DataError):
+    """An id argument (``users``, ``items``) that is not an internal id of the fitted model: a
+    :class:`ParamError` naming the argument, and a :class:`DataError` as it always was."""
+
+
+# ---------------------------------------------------------------------------- constraints
+@dataclass(frozen=True)
+class Names:
+    """A non-empty list or tuple of names, each one of ``choices`` (e.g. APR's ``adv_blocks``)."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: Any, name: str) -> tuple[str, ...]:
+        allowed = ", ".join(repr(c) for c in self.choices)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParamError(name, f"expected a non-empty list of names among {allowed}, "
+                                   f"got {plain(value)}")
+        for v in value:
+            if not isinstance(v, str) or v not in self.choices:
+                raise ParamError(name, f"expected names among {allowed}, got {plain(v)}")
+        return tuple(value)
+
+
+@dataclass(frozen=True)
+class MetricAtK:
+    """A ranking metric at a cut-off, written like ``"precision@5"``."""
+
+    metrics: tuple[str, ...]
+    ignore_case: bool = False
+
+    def parse(self, value: Any, name: str) -> tuple[str, int]:
+        text = value.lower() if isinstance(value, str) and self.ignore_case else value
+        metric, _, k = text.partition("@") if isinstance(text, str) else ("", "", "")
+        if metric not in self.metrics or not (k.isascii() and k.isdigit()) or int(k) < 1:
+            raise ParamError(name, f"expected a metric at a positive cut-off such as "
+                                   f"'precision@5' (metrics: {', '.join(self.metrics)}), "
+                                   f"got {plain(value)}")
+        return metric, int(k)
+
+    def check(self, value: Any, name: str) -> Any:
+        self.parse(value, name)
+        return value
+
+
+@dataclass(frozen=True)
+class Noted:
+    """Another constraint whose refusals carry a note (the reason the bound exists)."""
+
+    rule: Any
+    note: str
+
+    def check(self, value: Any, name: str) -> Any:
+        try:
+            return self.rule.check(value, name)
+        except ParamError as exc:
+            raise ParamError(name, f"{exc.reason} ({self.note})") from None
+
+
+# ---------------------------------------------------------------------------- devices
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/"auto" → CUDA when present, else CPU; anything else as given (checked)."""
+    """``None``/"auto" → CUDA when present, else CPU; anything else as given, checked.
+
+    A malformed name ("tpu9", "cuda:x") is a :class:`ParamError` naming ``device``; a device
+    this machine lacks (no CUDA, ``cuda:5`` with two GPUs, no MPS) a :class:`ConfigError`.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {str(device)!r} requested but CUDA is not available")
+    if not isinstance(device, (str, torch.device)):
+        raise ParamError("device", f"expected auto, cpu, cuda, cuda:N or mps, got {plain(device)}")
+    DEVICE.check(str(device), "device")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ParamError("device", f"not a device torch knows, got {plain(str(device))}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(device)!r} requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {str(device)!r} requested but this machine has {count} "
+                              f"CUDA device(s) (cuda:0 to cuda:{count - 1})")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {str(device)!r} requested but MPS is not available")
     return dev
 
 
@@ -48,15 +150,87 @@ def library_versions() -> dict[str, str]:
     }
 
 
+# ---------------------------------------------------------------------------- argument helpers
+def as_path(path: Any, name: str = "path") -> Path:
+    """``path`` (a ``str`` or path-like) as a :class:`Path`; refuses other types and ``""``."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ParamError(name, f"expected a folder name, got {plain(path)}")
+    if str(path) == "":
+        raise ParamError(name, "expected a folder name, got ''")
+    return Path(path)
+
+
+def id_tensor(values: Any, name: str, n: int) -> torch.Tensor:
+    """``values`` as a long tensor of internal ids in ``0..n-1``, shape kept (a tensor stays on
+    its device); floats (0.7 is not truncated), bools, text and out-of-range ids are refused
+    with an :class:`IdError` naming ``name``."""
+    if torch.is_tensor(values):
+        if values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
+            raise IdError(name, f"expected integer ids, got values of type {values.dtype}")
+        ids = values.to(torch.long)
+        if ids.numel():
+            bad = (ids < 0) | (ids >= n)
+            if bool(bad.any()):
+                raise IdError(name, f"ids must be internal ids in 0..{n - 1}, "
+                                    f"got {int(ids[bad][0])}")
+        return ids
+    arr = id_array(values, name, n)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+def id_array(values: Any, name: str, n: int) -> np.ndarray:
+    """:func:`id_tensor` as an int64 NumPy array (a tensor is checked, then copied to the CPU)."""
+    if torch.is_tensor(values):
+        return id_tensor(values, name, n).cpu().numpy()
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):  # ragged nested lists and the like
+        raise IdError(name, f"expected integer ids, got {plain(values)}") from None
+    try:
+        flat = check_index_array(arr, name, n)
+    except ParamError as exc:
+        raise IdError(exc.name, exc.reason) from None
+    return flat.reshape(arr.shape)
+
+
+def check_fitted_model(model: Any, name: str, kinds: tuple[type, ...], what: str) -> Any:
+    """``model`` if it is a fitted instance of one of ``kinds`` (``what`` describes them)."""
+    if not isinstance(model, kinds) or not getattr(model, "is_fitted", False):
+        got = (f"{type(model).__name__} ({model.name!r})" if isinstance(model, Recommender)
+               else plain(model))
+        unfitted = " (not fitted)" if isinstance(model, kinds) else ""
+        raise ParamError(name, f"expected a fitted {what}, got {got}{unfitted}")
+    return model
+
+
+def validation_value(value: Any) -> float:
+    """What a caller's ``validate(model)`` returned, as a float (a ParamError naming
+    ``validate`` when it is not a number: text, a bool, None, a list)."""
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    raise ParamError("validate", f"must return a number (higher is better), got {plain(value)}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------- the base class
 class Recommender(ABC):
     """Base of every model: hyper-parameters in ``__init__``, learned state only after :meth:`fit`.
 
-    Subclasses implement ``_fit(train, **kw)``, ``_score(users) -> Tensor`` and, to be saved,
-    ``_state() -> dict[str, Tensor]`` / ``_load_state(state)``. Public methods check input
-    and fitted-ness, then delegate (the RecPack ``fit``/``_fit`` pattern).
+    Subclasses declare ``_param_constraints`` (one constraint per ``__init__`` parameter) and
+    implement ``_fit(train, **kw)``, ``_score(users) -> Tensor`` and, to be saved,
+    ``_state() -> dict[str, Tensor]`` / ``_load_state(state)`` with ``_state_shapes()`` (the
+    tensors ``_state`` stores and their shapes). Public methods check input and fitted-ness, then
+    delegate (the RecPack ``fit``/``_fit`` pattern).
     """
 
     name: ClassVar[str] = ""
+    _param_constraints: ClassVar[dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -68,20 +242,58 @@ class Recommender(ABC):
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
+    @classmethod
+    def _param_defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {p.name: p.default for p in sig.parameters.values()
+                if p.name in cls._param_names() and p.default is not p.empty}
+
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters given to ``__init__`` (JSON-friendly values)."""
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params) -> Recommender:
-        unknown = set(params) - set(self._param_names())
+        unknown = sorted(set(params) - set(self._param_names()))
         if unknown:
-            raise ConfigError(
-                f"{type(self).__name__} has no parameter(s) {sorted(unknown)}; "
-                f"known: {self._param_names()}"
-            )
+            raise ParamError(", ".join(unknown), f"not a parameter of {type(self).__name__}; "
+                                                 f"known: {', '.join(self._param_names())}")
         for k, v in params.items():
             setattr(self, k, v)
         return self
+
+    @classmethod
+    def _checked_params(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter's value (from ``values``, else its default) checked against its
+        constraint; returns the checked values (choices in their canonical spelling)."""
+        defaults = cls._param_defaults()
+        out: dict[str, Any] = {}
+        for name in cls._param_names():
+            value = values[name] if name in values else defaults.get(name)
+            rule = cls._param_constraints.get(name)
+            out[name] = value if rule is None else rule.check(value, name)
+        cls._check_param_combinations(out)
+        return out
+
+    @classmethod
+    def _check_param_combinations(cls, values: dict[str, Any]) -> None:  # noqa: B027
+        """Rules that tie parameters together (each already valid on its own); ParamError."""
+        return None
+
+    def validate_params(self) -> None:
+        """Check every hyper-parameter against the model's declared constraints.
+
+        Raises :class:`~advrec.errors.ParamError` naming the first parameter that is wrong and
+        what was expected (``n_factors: expected an integer, got 2.5``). Cheap and free of side
+        effects: it touches no data and no device, so a configuration can be checked before a
+        run (``cls(**params).validate_params()``).
+        """
+        self._checked_params(self.get_params())
+
+    def _use_checked_params(self) -> None:
+        """validate_params, then adopt the canonical spelling of choices ("Torch" → "torch")."""
+        for name, value in self._checked_params(self.get_params()).items():
+            if isinstance(value, str) and value != getattr(self, name):
+                setattr(self, name, value)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -90,10 +302,12 @@ class Recommender(ABC):
     # ------------------------------------------------------------------ fit
     def fit(self, train: Interactions, **kwargs) -> Recommender:
         """Learn from ``train`` (an :class:`Interactions`); returns ``self``."""
+        self._use_checked_params()
         if not isinstance(train, Interactions):
             raise DataError(f"fit expects an Interactions, got {type(train).__name__}")
         if len(train) == 0:
             raise DataError("cannot fit on an empty data set")
+        self._check_fit_kwargs(kwargs)
         self.n_users_ = train.n_users
         self.n_items_ = train.n_items
         self.user_ids_ = train.user_ids
@@ -102,6 +316,30 @@ class Recommender(ABC):
         self._fit(train, **kwargs)
         self.fitted_ = True
         return self
+
+    def _check_fit_kwargs(self, kwargs: dict[str, Any]) -> None:
+        """Unknown keywords of ``fit`` and the common ones of the wrong type, by name."""
+        params = inspect.signature(self._fit).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            known = [p for p in params if p != "train"]
+            for key in kwargs:
+                if key not in known:
+                    raise ParamError(key, f"not an argument of {type(self).__name__}.fit; "
+                                          f"expected one of {', '.join(known) or 'none'}")
+        checks: dict[str, tuple[Callable[[Any], bool], str]] = {
+            "progress": (lambda v: v is None or isinstance(v, bool), "true, false or None"),
+            "resume": (lambda v: isinstance(v, bool), "true or false"),
+            "validate": (lambda v: v is None or callable(v), "a function model -> float or None"),
+            "valid": (lambda v: v is None or isinstance(v, Interactions),
+                      "an Interactions or None"),
+            "checkpoint_dir": (lambda v: v is None or (isinstance(v, (str, os.PathLike))
+                                                       and str(v) != ""),
+                               "a folder name or None"),
+            "callbacks": (lambda v: isinstance(v, (list, tuple)), "a list of callbacks"),
+        }
+        for key, (ok, expected) in checks.items():
+            if key in kwargs and not ok(kwargs[key]):
+                raise ParamError(key, f"expected {expected}, got {plain(kwargs[key])}")
 
     @abstractmethod
     def _fit(self, train: Interactions, **kwargs) -> None: ...
@@ -117,18 +355,31 @@ class Recommender(ABC):
     # ------------------------------------------------------------------ score
     def _as_users(self, users) -> torch.Tensor:
         if users is None:
-            users = torch.arange(self.n_users_)
-        users = torch.as_tensor(np.asarray(users) if not torch.is_tensor(users) else users)
-        users = users.reshape(-1).to(torch.long)
-        if len(users) and (int(users.min()) < 0 or int(users.max()) >= self.n_users_):
-            raise DataError(f"user ids must be internal ids in 0..{self.n_users_ - 1}")
-        return users
+            return torch.arange(self.n_users_)
+        return id_tensor(users, "users", self.n_users_).reshape(-1)
 
     def score(self, users=None, **kwargs) -> torch.Tensor:
-        """Scores of every item for each internal user id: a ``[len(users), n_items]`` tensor."""
+        """Scores of every item for each internal user id: a ``[len(users), n_items]`` tensor.
+
+        ``users``: internal ids (a list, an integer array or a long tensor on any device);
+        ``None`` scores every user.
+        """
         self._check_fitted()
+        self._check_score_kwargs(kwargs)
         with torch.no_grad():
             return self._score(self._as_users(users), **kwargs)
+
+    def _check_score_kwargs(self, kwargs: dict[str, Any]) -> None:
+        if not kwargs:
+            return
+        params = inspect.signature(self._score).parameters
+        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return
+        known = [p for p in params if p != "users"]
+        for key in kwargs:
+            if key not in known:
+                raise ParamError(key, f"not an argument of {type(self).__name__}.score; "
+                                      f"expected {', '.join(known) or 'users only'}")
 
     @abstractmethod
     def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor: ...
@@ -141,8 +392,9 @@ class Recommender(ABC):
         ``exclude_seen`` removes the user's training items from the candidates.
         """
         self._check_fitted()
-        if k <= 0:
-            raise ConfigError(f"k must be positive, got {k}")
+        k = check_int(k, "k", low=1)
+        exclude_seen = check_bool(exclude_seen, "exclude_seen")
+        raw_ids = check_bool(raw_ids, "raw_ids")
         u = self._as_users(users)
         scores = self.score(u).float()
         if exclude_seen:
@@ -161,14 +413,46 @@ class Recommender(ABC):
     def _state(self) -> dict[str, torch.Tensor]:
         return {}
 
+    def _state_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """The tensors :meth:`_state` stores, by name, with their shapes as functions of the
+        parameters and ``n_users_``/``n_items_`` (``None``: any length, e.g. a CSR's entries).
+
+        Tensors named ``*.indptr``/``*.indices`` hold integers, every other one finite floats.
+        """
+        return {}
+
+    def _state_csr(self) -> dict[str, tuple[int, int]]:
+        """Prefixes of the CSR matrices in :meth:`_state` (``p.indptr``, ``p.indices``,
+        ``p.data``) and the shape of each, so load checks their structure."""
+        return {}
+
+    def _state_tensor_count(self) -> int:
+        """How many tensors :meth:`_state` stores (override where that number is computed from
+        a parameter, so a hostile one is refused before a huge name list is built)."""
+        return len(self._state_shapes())
+
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027
         """Restore learned tensors produced by :meth:`_state`."""
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the fitted model to folder ``path`` (manifest JSON + safetensors), atomically."""
+    def save(self, path: str | os.PathLike, extra: dict | None = None,
+             overwrite: bool = False) -> Path:
+        """Write the fitted model to folder ``path``: ``state.safetensors``, then
+        ``manifest.json`` (last, so a half-written folder is never loadable).
+
+        The folder is claimed through :func:`advrec.outputs.claim_dir`: a new or empty folder,
+        or (with ``overwrite``) one holding an earlier saved model, of which only the files
+        advrec wrote are replaced. An existing file, a non-empty folder advrec did not write, or
+        an earlier model without ``overwrite`` are refused with an :class:`OutputError` before
+        anything is written. ``extra``: a JSON-friendly dict stored in the manifest.
+        """
         self._check_fitted()
-        path = Path(path)
+        path = as_path(path)
+        overwrite = check_bool(overwrite, "overwrite")
+        if extra is not None and not isinstance(extra, dict):
+            raise ParamError("extra", f"expected a dict or None, got {plain(extra)}")
+        self.validate_params()
         state = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self._state().items()}
+        self._check_own_state(state)
         state["seen.indptr"] = torch.from_numpy(self.seen_.indptr.astype(np.int64))
         state["seen.indices"] = torch.from_numpy(self.seen_.indices.astype(np.int64))
         manifest = {
@@ -185,79 +469,274 @@ class Recommender(ABC):
             "versions": library_versions(),
             "extra": extra or {},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
-            save_file(state, str(tmp / STATE))
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
-            if path.exists():
-                _replace_dir(tmp, path)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            text = json.dumps(manifest, indent=1, default=_json_default)
+        except (TypeError, ValueError) as exc:  # something in extra that JSON cannot hold
+            raise ParamError("extra", f"must be JSON-serialisable ({_one_line(exc)})") from None
+        out = claim_dir(path, "model", overwrite=overwrite)
+        out.write(STATE, lambda tmp: save_file(state, str(tmp)))
+        out.write_text(MANIFEST, text)
         return path
+
+    def _check_own_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Refuse to save what load would refuse: parameters changed after fit (set_params),
+        non-finite tensors (a diverged fit), ids that are neither integers nor strings."""
+        for key, ids in (("user_ids", self.user_ids_), ("item_ids", self.item_ids_)):
+            _check_id_list(_ids_to_json(np.asarray(ids)), len(ids), key, key, lambda field, why: (
+                DataError(f"cannot save {type(self).__name__}: {field}: {why}")))
+        expected = {f"model.{k}": v for k, v in self._state_shapes().items()}
+        if set(expected) != set(state):
+            raise ConfigError(f"cannot save {type(self).__name__}: its tensors "
+                              f"{sorted(state)} do not match its parameters "
+                              f"(expected {sorted(expected)}); refit after set_params")
+        for key, shape in expected.items():
+            if not _shape_ok(tuple(state[key].shape), shape):
+                raise ConfigError(f"cannot save {type(self).__name__}: tensor {key} has shape "
+                                  f"{_shape_text(state[key].shape)}, its parameters give "
+                                  f"{_shape_text(shape)}; refit after set_params")
+            t = state[key]
+            if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+                raise TrainingError(f"cannot save {type(self).__name__}: tensor {key} holds NaN "
+                                    f"or infinite values (training diverged); refit, e.g. with "
+                                    f"a lower learning rate")
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> Recommender:
-        """Load a folder written by :meth:`save` (no pickles: JSON + safetensors only)."""
+        """Load a folder written by :meth:`save` (no pickles: JSON + safetensors only).
+
+        The manifest and the state file are checked against the model's schema before any
+        tensor is used (:class:`CheckpointError` naming the file and the field or tensor);
+        nothing on disk is changed. ``device`` overrides the saved device.
+        """
         from advrec.models import MODELS
 
+        path = as_path(path)
+        if device is not None:
+            DEVICE.check(device, "device")
         manifest = read_manifest(path)
-        model_cls = MODELS.get(manifest["model"])
-        if model_cls is None:
-            raise CheckpointError(f"{path}: unknown model type {manifest['model']!r}")
+        mpath = path / MANIFEST
+        model_cls = MODELS[manifest["model"]]
         if cls is not Recommender and not issubclass(model_cls, cls):
-            raise CheckpointError(
-                f"{path} holds a {manifest['model']!r} model, not a {cls.name!r} model"
-            )
-        params = dict(manifest["params"])
+            raise CheckpointError(f"{mpath}: model: holds a {manifest['model']!r} model, not a "
+                                  f"{cls.name or cls.__name__!r} model")
+        params = model_cls._checked_params(manifest["params"])
         if device is not None and "device" in params:
             params["device"] = device
         model = model_cls(**params)
-        try:
-            state = load_file(str(Path(path) / STATE))
-        except Exception as exc:  # safetensors raises several types for corrupt files
-            raise CheckpointError(f"{Path(path) / STATE}: unreadable model state ({exc})") from exc
+        if "device" in params:
+            resolve_device(params["device"])  # a device this machine lacks: ConfigError here
         n_users, n_items = manifest["n_users"], manifest["n_items"]
         model.n_users_, model.n_items_ = n_users, n_items
         model.user_ids_ = np.asarray(manifest["user_ids"])
         model.item_ids_ = np.asarray(manifest["item_ids"])
+        state = _read_state(path / STATE, model)
         indptr, indices = state.pop("seen.indptr").numpy(), state.pop("seen.indices").numpy()
         model.seen_ = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, indptr), shape=(n_users, n_items)
+            (np.ones(len(indices), np.float32), indices.astype(np.int64),
+             indptr.astype(np.int64)), shape=(n_users, n_items)
         )
         try:
-            model._load_state({k[len("model.") :]: v for k, v in state.items()})
-        except (KeyError, RuntimeError, ValueError) as exc:
+            model._load_state({k[len("model."):]: v for k, v in state.items()})
+        except CheckpointError:
+            raise
+        except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise CheckpointError(
-                f"{path}: model state does not match {manifest['model']!r} ({exc})"
-            ) from exc
+                f"{path / STATE}: model state does not match {manifest['model']!r} "
+                f"({_one_line(exc)})"
+            ) from None
         model.fitted_ = True
         return model
 
 
+# ---------------------------------------------------------------------------- checkpoint schema
 def read_manifest(path: str | os.PathLike) -> dict:
-    """Read and check a saved model's manifest (clear errors for a missing/foreign folder)."""
-    mpath = Path(path) / MANIFEST
+    """Read a saved model's ``manifest.json`` and check it against the schema.
+
+    Checked: a JSON object with ``format``/``format_version``; ``model`` a registered name and
+    ``class`` (if present) its class; ``params`` a dict of that model's parameters (unknown
+    names refused; missing ones take their defaults) whose values pass its constraints;
+    ``n_users``/``n_items`` positive integers; ``user_ids``/``item_ids`` lists of that length of
+    integers or strings without duplicates; ``extra`` a dict. Any failure is a one-line
+    :class:`CheckpointError` naming the file and the field.
+    """
+    from advrec.models import MODELS
+
+    path = as_path(path)
+    mpath = path / MANIFEST
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: not a saved advrec model (a file, not a folder)")
     if not mpath.is_file():
         raise CheckpointError(f"{path}: not a saved advrec model (no {MANIFEST})")
     try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{mpath}: unreadable manifest ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{mpath}: not an advrec model manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{mpath}: written by a newer advrec (format "
-            f"{manifest['format_version']} > {FORMAT_VERSION})"
-        )
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise CheckpointError(f"{mpath}: unreadable manifest ({size} bytes; a model's "
+                                  f"manifest is at most {MAX_MANIFEST_BYTES})")
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"))
+    except CheckpointError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{mpath}: unreadable manifest ({_one_line(exc)})") from None
+
+    def bad(field: str, reason: str) -> CheckpointError:
+        return CheckpointError(f"{mpath}: {field}: {reason}")
+
+    if not isinstance(manifest, dict):
+        raise bad("manifest", f"expected a JSON object, got {type(manifest).__name__}")
+    if "format" not in manifest:
+        raise CheckpointError(f"{mpath}: not an advrec model manifest (no field 'format')")
+    if manifest["format"] != FORMAT:
+        raise CheckpointError(f"{mpath}: not an advrec model manifest (format: expected "
+                              f"{FORMAT!r}, got {plain(manifest['format'])})")
+    version = manifest.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise bad("format_version", f"expected a positive integer, got {plain(version)}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{mpath}: written by a newer advrec (format_version "
+                              f"{version} > {FORMAT_VERSION})")
     for key in ("model", "params", "n_users", "n_items", "user_ids", "item_ids"):
         if key not in manifest:
             raise CheckpointError(f"{mpath}: manifest lacks the field {key!r}")
+    name = manifest["model"]
+    if not isinstance(name, str) or name not in MODELS:
+        raise bad("model", f"unknown model type {plain(name)}; expected one of "
+                           f"{', '.join(sorted(MODELS))}")
+    model_cls = MODELS[name]
+    if "class" in manifest and manifest["class"] != model_cls.__name__:
+        raise bad("class", f"expected {model_cls.__name__!r} (model {name!r}), "
+                           f"got {plain(manifest['class'])}")
+    params = manifest["params"]
+    if not isinstance(params, dict):
+        raise bad("params", f"expected a JSON object, got {type(params).__name__}")
+    unknown = sorted(set(params) - set(model_cls._param_names()))
+    if unknown:
+        raise bad("params", f"unknown parameter(s) {', '.join(map(repr, unknown))} for model "
+                            f"{name!r}; expected some of {', '.join(model_cls._param_names())}")
+    try:
+        model_cls._checked_params(params)
+    except ParamError as exc:
+        raise bad(f"params.{exc.name}", exc.reason) from None
+    for key in ("n_users", "n_items"):
+        if not _is_int(manifest[key]) or manifest[key] < 1:
+            raise bad(key, f"expected a positive integer, got {plain(manifest[key])}")
+    for key, n_key in (("user_ids", "n_users"), ("item_ids", "n_items")):
+        _check_id_list(manifest[key], manifest[n_key], key, n_key, bad)
+    if "extra" in manifest and not isinstance(manifest["extra"], dict):
+        raise bad("extra", f"expected a JSON object, got {type(manifest['extra']).__name__}")
     return manifest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_id_list(ids: Any, n: int, key: str, n_key: str,
+                   bad: Callable[[str, str], CheckpointError]) -> None:
+    if not isinstance(ids, list):
+        raise bad(key, f"expected a list of {n_key} = {n} ids, got {type(ids).__name__}")
+    if len(ids) != n:
+        raise bad(key, f"expected {n_key} = {n} ids, got {len(ids)}")
+    if not all(isinstance(i, str) for i in ids):
+        for i in ids:
+            if not _is_int(i):
+                raise bad(key, f"expected integer or string ids (not a mix), got {plain(i)}")
+            if not -(2 ** 63) <= i < 2 ** 63:
+                raise bad(key, f"ids must fit a 64-bit integer, got {plain(i)}")
+    if len(set(ids)) != len(ids):
+        seen: set = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise bad(key, f"duplicate id {plain(dup)}; expected distinct ids")
+
+
+def _shape_ok(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(
+        e is None or s == e for s, e in zip(shape, expected, strict=True))
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join("any" if d is None else str(d) for d in shape) + "]"
+
+
+def _is_index_tensor(name: str) -> bool:
+    return name.endswith((".indptr", ".indices"))
+
+
+def _read_state(spath: Path, model: Recommender) -> dict[str, torch.Tensor]:
+    """The tensors of ``state.safetensors``, checked against ``model``'s declared state before
+    use: names, shapes, dtypes (from the header, nothing loaded yet), then finite values and
+    the structure of every CSR (``seen`` and the model's own)."""
+    n_users, n_items = model.n_users_, model.n_items_
+
+    def bad(reason: str) -> CheckpointError:
+        return CheckpointError(f"{spath}: {reason}")
+
+    if not spath.is_file():
+        raise bad("missing; expected the model's tensors beside its manifest")
+    csr = {"seen": (n_users, n_items),
+           **{f"model.{p}": shape for p, shape in model._state_csr().items()}}
+    try:
+        with safe_open(str(spath), framework="pt") as f:
+            names = list(f.keys())
+            count = model._state_tensor_count()
+            n_model = sum(1 for k in names if k.startswith("model."))
+            if count > MAX_LISTED_TENSORS and count != n_model:
+                raise bad(f"holds {n_model} model tensors, the manifest's params give {count}")
+            expected = {f"model.{k}": v for k, v in model._state_shapes().items()}
+            expected["seen.indptr"] = (n_users + 1,)
+            expected["seen.indices"] = (None,)
+            missing = sorted(set(expected) - set(names))
+            if missing:
+                raise bad(f"missing tensor(s) {', '.join(missing[:10])}"
+                          f"{' …' if len(missing) > 10 else ''}; the manifest's "
+                          f"{model.name!r} model stores {len(expected)} tensors")
+            unexpected = sorted(set(names) - set(expected))
+            if unexpected:
+                raise bad(f"unexpected tensor(s) {', '.join(unexpected[:10])}"
+                          f"{' …' if len(unexpected) > 10 else ''}; not part of a "
+                          f"{model.name!r} model")
+            for key in names:
+                part = f.get_slice(key)
+                shape, dtype = tuple(part.get_shape()), part.get_dtype()
+                if not _shape_ok(shape, expected[key]):
+                    raise bad(f"tensor {key}: expected shape {_shape_text(expected[key])}, "
+                              f"got {_shape_text(shape)}")
+                kinds = _INT_DTYPES if _is_index_tensor(key) else _FLOAT_DTYPES
+                if dtype not in kinds:
+                    what = "integer" if kinds is _INT_DTYPES else "floating-point"
+                    raise bad(f"tensor {key}: expected {what} values "
+                              f"({'/'.join(kinds.values())}), got dtype {dtype}")
+            tensors = {key: f.get_tensor(key) for key in names}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise bad(f"unreadable model state ({_one_line(exc)})") from None
+    for key, t in tensors.items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            raise bad(f"tensor {key}: holds NaN or infinite values; expected finite numbers")
+    for prefix, shape in csr.items():
+        _check_csr(tensors, prefix, shape, bad)
+    return tensors
+
+
+def _check_csr(tensors: dict[str, torch.Tensor], prefix: str, shape: tuple[int, int],
+               bad: Callable[[str], CheckpointError]) -> None:
+    """``prefix.indptr``: rows + 1 nondecreasing offsets from 0 to len(indices); indices in
+    0..cols-1; ``prefix.data`` (if stored) as long as the indices."""
+    indptr = tensors[f"{prefix}.indptr"].to(torch.int64)
+    indices = tensors[f"{prefix}.indices"]
+    rows, cols = shape
+    if len(indptr) != rows + 1:
+        raise bad(f"tensor {prefix}.indptr: expected {rows + 1} entries, got {len(indptr)}")
+    if int(indptr[0]) != 0 or int(indptr[-1]) != len(indices) or bool(
+            (indptr[1:] < indptr[:-1]).any()):
+        raise bad(f"tensor {prefix}.indptr: expected nondecreasing offsets from 0 to "
+                  f"len({prefix}.indices) = {len(indices)}")
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= cols):
+        raise bad(f"tensor {prefix}.indices: expected column ids in 0..{cols - 1}")
+    data = tensors.get(f"{prefix}.data")
+    if data is not None and len(data) != len(indices):
+        raise bad(f"tensor {prefix}.data: expected {len(indices)} entries (one per index), "
+                  f"got {len(data)}")
 
 
 def _csr_coords(csr: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -283,10 +762,6 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _replace_dir(new: Path, old: Path) -> None:
-    """Swap folder ``new`` into place of ``old`` so a reader never sees a half-written model."""
-    trash = old.with_name(f".{old.name}.old")
-    shutil.rmtree(trash, ignore_errors=True)
-    os.replace(old, trash)
-    os.replace(new, old)
-    shutil.rmtree(trash, ignore_errors=True)
+__all__ = ["DEVICE", "SEED", "IdError", "MetricAtK", "Names", "Noted", "Recommender",
+           "as_path", "check_fitted_model", "id_array", "id_tensor", "read_manifest",
+           "resolve_device", "validation_value"]

@@ -7,7 +7,8 @@ one uniformly sampled negative per positive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,11 +16,20 @@ from torch import nn
 
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
-from advrec.errors import ConfigError
-from advrec.models.base import Recommender, resolve_device
+from advrec.errors import ConfigError, ParamError
+from advrec.models.base import (
+    DEVICE,
+    SEED,
+    Recommender,
+    check_fitted_model,
+    id_tensor,
+    resolve_device,
+    validation_value,
+)
 from advrec.training.adversarial import AdversarialRegularizer
-from advrec.training.optim import check_optimizer
+from advrec.training.optim import OPTIMIZERS
 from advrec.training.trainer import Callback, Trainer
+from advrec.validation import Choice, Int, Real, plain
 
 BACKENDS = ("auto", "torch", "numba")
 
@@ -138,6 +148,21 @@ class BPRMF(Recommender):
     """
 
     name = "bprmf"
+    _param_constraints: ClassVar[dict[str, Any]] = {
+        "n_factors": Int(low=1),
+        "epochs": Int(low=0),
+        "batch_size": Int(low=1),
+        "optimizer": Choice(OPTIMIZERS),
+        "lr": Real(low=0, closed="neither"),
+        "reg": Real(low=0),
+        "init_std": Real(low=0, closed="neither"),
+        "initial_accumulator": Real(low=0),
+        "patience": Int(low=1, none_ok=True),
+        "validate_every": Int(low=1),
+        "backend": Choice(BACKENDS),
+        "device": DEVICE,
+        "seed": SEED,
+    }
 
     def __init__(
         self,
@@ -170,19 +195,17 @@ class BPRMF(Recommender):
         self.seed = seed
 
     # ------------------------------------------------------------------ checks
-    def _check_params(self) -> None:
-        for name in ("n_factors", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.epochs < 0:
-            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.reg < 0 or self.init_std <= 0 or self.initial_accumulator < 0:
-            raise ConfigError("reg and initial_accumulator must be >= 0 and init_std > 0")
-        check_optimizer(self.optimizer)
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {self.backend!r}; expected one of {BACKENDS}")
+    @classmethod
+    def _check_param_combinations(cls, values: dict[str, Any]) -> None:
+        if values["backend"] != "numba":
+            return
+        if values["optimizer"] not in ("adagrad", "sgd"):
+            raise ParamError("backend", f"'numba' needs optimizer adagrad or sgd, got "
+                                        f"{plain(values['optimizer'])}; use backend 'torch'")
+        device = values["device"]
+        if device is not None and str(device) != "auto" and str(device).split(":")[0] != "cpu":
+            raise ParamError("backend", f"'numba' needs device 'cpu', got {plain(str(device))}; "
+                                        f"use backend 'torch'")
 
     def resolved_backend(self, adversarial: bool = False) -> str:
         """Which training path ``fit`` takes on this model's device."""
@@ -225,7 +248,6 @@ class BPRMF(Recommender):
         ``init_from`` starts from another fitted BPR-MF's embeddings (e.g. APR after BPR; the
         optimiser state starts fresh, as in the APR code).
         """
-        self._check_params()
         regularizer = self._regularizer()
         backend = self.resolved_backend()
         if regularizer is not None and backend == "numba" and regularizer.norm != "l2":
@@ -233,10 +255,10 @@ class BPRMF(Recommender):
                 raise ConfigError("the compiled epoch supports the l2 (APR) perturbation only; "
                                   "use backend 'torch' for linf")
             backend = "torch"
+        if init_from is not None:
+            check_fitted_model(init_from, "init_from", (BPRMF,), "BPRMF or APR model")
         net = self.init_net(train.n_users, train.n_items)
         if init_from is not None:
-            if not isinstance(init_from, BPRMF) or not init_from.is_fitted:
-                raise ConfigError("init_from must be a fitted BPR-MF (or APR) model")
             if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):
                 raise ConfigError(
                     f"init_from model was trained on {init_from.n_users_} users × "
@@ -249,7 +271,8 @@ class BPRMF(Recommender):
         self.net_ = net.to(resolve_device(self.device))
         self.backend_ = backend
         sampler = UniformSampler(train, seed=self.seed)
-        module_validate = None if validate is None else (lambda _net: validate(self))
+        module_validate = (None if validate is None
+                           else (lambda _net: validation_value(validate(self))))
         trainer = Trainer(
             epochs=int(self.epochs),
             batch_size=int(self.batch_size),
@@ -284,22 +307,62 @@ class BPRMF(Recommender):
         """ŷ_ui for aligned user and item index tensors (internal ids), optionally perturbed."""
         self._check_fitted()
         dev = self.net_.user.device
-        return self.net_.pair_scores(torch.as_tensor(users, device=dev),
-                                     torch.as_tensor(items, device=dev), perturbation)
+        u = id_tensor(users, "users", self.n_users_).to(dev)
+        i = id_tensor(items, "items", self.n_items_).to(dev)
+        try:
+            torch.broadcast_shapes(u.shape, i.shape)
+        except RuntimeError:
+            raise ParamError("items", f"shape {list(i.shape)} does not broadcast with users' "
+                                      f"{list(u.shape)}") from None
+        return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
 
     def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
              l2: bool = True) -> torch.Tensor:
         """The summed BPR loss of a batch of (users, positives, negatives) tensors, optionally
         under a perturbation of the parameter blocks."""
         self._check_fitted()
+        if not isinstance(batch, (tuple, list)) or len(batch) < 3:
+            raise ParamError("batch", f"expected (users, positives, negatives), got "
+                                      f"{plain(batch)}")
         dev = self.net_.user.device
-        return self.net_.loss(tuple(t.to(dev) for t in batch), perturbation, l2=l2)
+        ids = [id_tensor(t, name, n).reshape(-1).to(dev) for t, name, n in zip(
+            batch[:3], ("users", "positives", "negatives"),
+            (self.n_users_, self.n_items_, self.n_items_), strict=True)]
+        if len({len(t) for t in ids}) != 1:
+            raise ParamError("batch", f"users, positives and negatives must have equal length, "
+                                      f"got {', '.join(str(len(t)) for t in ids)}")
+        return self.net_.loss(tuple(ids), self._check_perturbation(perturbation), l2=l2)
+
+    def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
+        """``perturbation``: None or a dict {block: tensor shaped like that block}."""
+        if perturbation is None:
+            return None
+        if not isinstance(perturbation, Mapping):
+            raise ParamError("perturbation", f"expected a dict of block name → tensor, got "
+                                             f"{plain(perturbation)}")
+        blocks = self.net_.blocks()
+        for block, delta in perturbation.items():
+            if block not in blocks:
+                raise ParamError("perturbation", f"unknown block {plain(block)}; the model has "
+                                                 f"{', '.join(blocks)}")
+            table = blocks[block]
+            if (not torch.is_tensor(delta) or not delta.is_floating_point()
+                    or delta.shape != table.shape):
+                got = (f"{delta.dtype} tensor of shape {list(delta.shape)}"
+                       if torch.is_tensor(delta) else plain(delta))
+                raise ParamError("perturbation", f"block {block!r}: expected a float tensor of "
+                                                 f"shape {list(table.shape)}, got {got}")
+            if delta.device != table.device:
+                raise ParamError("perturbation", f"block {block!r}: on {delta.device}, the "
+                                                 f"model is on {table.device}")
+        return dict(perturbation)
 
     # ------------------------------------------------------------------ scoring
     def _score(
         self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        return self.net_.score(users.to(self.net_.user.device), perturbation)
+        return self.net_.score(users.to(self.net_.user.device),
+                               self._check_perturbation(perturbation))
 
     def parameter_blocks(self) -> dict[str, torch.Tensor]:
         """The perturbable tensors by name: ``"user"`` (P) and ``"item"`` (Q), not copies."""
@@ -308,6 +371,10 @@ class BPRMF(Recommender):
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"user": self.net_.user.data, "item": self.net_.item.data}
+
+    def _state_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        f = int(self.n_factors)
+        return {"user": (self.n_users_, f), "item": (self.n_items_, f)}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         user, item = state["user"], state["item"]

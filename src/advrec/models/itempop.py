@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import torch
 
 from advrec.data.interactions import Interactions
 from advrec.models.base import Recommender
+from advrec.validation import Int
 
 
 class ItemPop(Recommender):
     """Scores item i by its number of training interactions, the same for every user."""
 
     name = "itempop"
+    _param_constraints: ClassVar[dict[str, Any]] = {
+        "seed": Int(none_ok=True),  # unused: fitting is deterministic
+    }
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -25,6 +31,9 @@ class ItemPop(Recommender):
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"popularity": self.popularity_}
+
+    def _state_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"popularity": (self.n_items_,)}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.popularity_ = state["popularity"].float()

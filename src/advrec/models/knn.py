@@ -34,15 +34,16 @@ Conventions (see ``docs/models.md``, "Neighbourhood models and rating MF"):
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError, DataError
-from advrec.models.base import Recommender
+from advrec.errors import ConfigError
+from advrec.models.base import IdError, Recommender, id_array
+from advrec.validation import Choice, Int, Real
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")
 SCORE_WITH = ("binary", "ratings")
@@ -192,14 +193,13 @@ def _apply_support(s: np.ndarray, common: np.ndarray, shrinkage: float,
 
 # ----------------------------------------------------------------------------- pair helpers
 def check_pairs(model: Recommender, users, items) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned internal (user, item) id arrays, checked against the fitted model's id space."""
-    u = np.asarray(users, dtype=np.int64).reshape(-1)
-    i = np.asarray(items, dtype=np.int64).reshape(-1)
+    """Aligned internal (user, item) id arrays, checked against the fitted model's id space
+    (floats such as 0.7 are refused, not truncated; an :class:`IdError` names the argument)."""
+    u = id_array(users, "users", model.n_users_).reshape(-1)
+    i = id_array(items, "items", model.n_items_).reshape(-1)
     if u.shape != i.shape:
-        raise DataError(f"users and items must have equal length, got {len(u)} and {len(i)}")
-    for ids, n, what in ((u, model.n_users_, "user"), (i, model.n_items_, "item")):
-        if len(ids) and (ids.min() < 0 or ids.max() >= n):
-            raise DataError(f"{what} ids must be internal ids in 0..{n - 1}")
+        raise IdError("items", f"users and items must have equal length, got {len(u)} and "
+                               f"{len(i)}")
     return u, i
 
 
@@ -264,6 +264,15 @@ class _NeighbourhoodModel(Recommender):
     """
 
     _by_user: ClassVar[bool] = True
+    _param_constraints: ClassVar[dict[str, Any]] = {
+        "k": Int(low=1),
+        "similarity": Choice(SIMILARITIES),
+        "shrinkage": Real(low=0),
+        "min_support": Int(low=1),
+        "score_with": Choice(SCORE_WITH),
+        "neighbourhood": Choice(NEIGHBOURHOODS),
+        "seed": Int(none_ok=True),  # unused: fitting is deterministic
+    }
 
     def __init__(self, k: int = 40, similarity: str = "cosine", shrinkage: float = 0.0,
                  min_support: int = 1, score_with: str = "binary", neighbourhood: str = "rated",
@@ -278,18 +287,7 @@ class _NeighbourhoodModel(Recommender):
 
     # ------------------------------------------------------------------ checks
     def _check_params(self, train: Interactions) -> None:
-        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
-            raise ConfigError(f"k must be a positive integer (neighbours kept), got {self.k!r}")
-        if self.similarity not in SIMILARITIES:
-            raise ConfigError(f"unknown similarity {self.similarity!r}; "
-                              f"expected one of {SIMILARITIES}")
-        if not self.shrinkage >= 0:
-            raise ConfigError(f"shrinkage must be >= 0, got {self.shrinkage!r}")
-        if int(self.min_support) != self.min_support or self.min_support < 1:
-            raise ConfigError(f"min_support must be a positive integer, got {self.min_support!r}")
-        if self.score_with not in SCORE_WITH:
-            raise ConfigError(f"unknown score_with {self.score_with!r}; "
-                              f"expected one of {SCORE_WITH}")
+        """What depends on the data (each parameter is checked on its own by validate_params)."""
         self._check_neighbourhood(train.n_users if self._by_user else train.n_items)
         if not train.has_ratings and self.similarity != "cosine":
             raise ConfigError(
@@ -447,6 +445,19 @@ class _NeighbourhoodModel(Recommender):
                 "user_mean": torch.from_numpy(self.user_mean_),
                 "item_mean": torch.from_numpy(self.item_mean_),
                 "stats": torch.tensor(stats, dtype=torch.float64)}
+
+    def _state_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        n = self.n_users_ if self._by_user else self.n_items_
+        shapes: dict[str, tuple[int | None, ...]] = {}
+        for prefix, rows in (("knn", n), ("ratings", self.n_users_)):
+            shapes.update({f"{prefix}.indptr": (rows + 1,), f"{prefix}.indices": (None,),
+                           f"{prefix}.data": (None,)})
+        return {**shapes, "user_mean": (self.n_users_,), "item_mean": (self.n_items_,),
+                "stats": (3,)}
+
+    def _state_csr(self) -> dict[str, tuple[int, int]]:
+        n = self.n_users_ if self._by_user else self.n_items_
+        return {"knn": (n, n), "ratings": (self.n_users_, self.n_items_)}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         n = self.n_users_ if self._by_user else self.n_items_

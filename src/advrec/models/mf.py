@@ -21,15 +21,18 @@ updates, and ALS-WR, Zhou et al. 2008), so the two solvers minimise the same obj
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError, DataError
-from advrec.models.base import Recommender, resolve_device
+from advrec.errors import DataError, ParamError
+from advrec.models.base import DEVICE, SEED, Recommender, resolve_device
 from advrec.models.knn import check_pairs
+from advrec.validation import Choice, Int, Real, plain
 
 SOLVERS = ("als", "sgd")
 
@@ -83,6 +86,17 @@ class MF(Recommender):
     """
 
     name = "mf"
+    _param_constraints: ClassVar[dict[str, Any]] = {
+        "n_factors": Int(low=0),
+        "solver": Choice(SOLVERS),
+        "epochs": Int(low=0),
+        "reg": Real(low=0),
+        "lr": Real(low=0, closed="neither"),
+        "batch_size": Int(low=1),
+        "init_std": Real(low=0),
+        "seed": SEED,
+        "device": DEVICE,
+    }
 
     def __init__(self, n_factors: int = 32, solver: str = "als", epochs: int = 20,
                  reg: float = 0.1, lr: float = 0.01, batch_size: int = 4096,
@@ -98,19 +112,14 @@ class MF(Recommender):
         self.device = device
 
     # ------------------------------------------------------------------ checks
+    @classmethod
+    def _check_param_combinations(cls, values: dict[str, Any]) -> None:
+        if values["solver"] == "als" and not values["reg"] > 0:
+            raise ParamError("reg", f"must be > 0 with solver 'als' (its normal equations need "
+                                    f"the ridge), got {plain(values['reg'])}")
+
     def _check_params(self, train: Interactions) -> None:
-        if self.solver not in SOLVERS:
-            raise ConfigError(f"unknown solver {self.solver!r}; expected one of {SOLVERS}")
-        for name, low in (("n_factors", 0), ("epochs", 0), ("batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not self.reg >= 0 or (self.solver == "als" and not self.reg > 0):
-            raise ConfigError(f"reg must be >= 0 (> 0 for ALS, whose normal equations need the "
-                              f"ridge), got {self.reg!r}")
-        if not self.lr > 0 or not self.init_std >= 0:
-            raise ConfigError(f"lr must be > 0 and init_std >= 0, got {self.lr!r}, "
-                              f"{self.init_std!r}")
+        """What depends on the data (each parameter is checked by validate_params)."""
         if not train.has_ratings:
             raise DataError(
                 f"MF predicts ratings, but {train.name or 'the data'} has none (implicit "
@@ -222,6 +231,11 @@ class MF(Recommender):
         stats = torch.tensor([self.global_mean_, *self.rating_range_], dtype=torch.float64)
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
                 "user_bias": self.user_bias_, "item_bias": self.item_bias_, "stats": stats}
+
+    def _state_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        f = int(self.n_factors)
+        return {"user_factors": (self.n_users_, f), "item_factors": (self.n_items_, f),
+                "user_bias": (self.n_users_,), "item_bias": (self.n_items_,), "stats": (3,)}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         dev = resolve_device(self.device)

@@ -32,6 +32,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,13 +41,23 @@ from torch import nn
 
 from advrec.data.interactions import Interactions
 from advrec.data.splits import validation_split
-from advrec.errors import ConfigError, DataError
-from advrec.models.base import Recommender, resolve_device
+from advrec.errors import DataError, TrainingError
+from advrec.evaluation.metrics import RANK_METRICS
+from advrec.models.base import (
+    DEVICE,
+    SEED,
+    MetricAtK,
+    Recommender,
+    resolve_device,
+    validation_value,
+)
+from advrec.validation import Bool, Choice, Int, Real
 
 SCHEMES = ("ZR", "PM", "ZP")
 MODES = ("user", "item")
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUTS = ("linear", "sigmoid")
+VALID_METRIC = MetricAtK(RANK_METRICS, ignore_case=True)
 
 Validate = Callable[["CFGAN"], float]
 
@@ -191,6 +202,33 @@ class CFGAN(Recommender):
     """
 
     name = "cfgan"
+    _param_constraints: ClassVar[dict[str, Any]] = {
+        "epochs": Int(low=0),
+        "mode": Choice(MODES),
+        "scheme": Choice(SCHEMES),
+        "zr_ratio": Real(low=0, high=1),
+        "pm_ratio": Real(low=0, high=1),
+        "alpha": Real(low=0),
+        "g_hidden": Int(low=1),
+        "g_layers": Int(low=1),
+        "d_hidden": Int(low=1),
+        "d_layers": Int(low=1),
+        "activation": Choice(ACTIVATIONS),
+        "g_output": Choice(OUTPUTS),
+        "g_lr": Real(low=0, closed="neither"),
+        "d_lr": Real(low=0, closed="neither"),
+        "g_batch_size": Int(low=1),
+        "d_batch_size": Int(low=1),
+        "g_steps": Int(low=1),
+        "d_steps": Int(low=1),
+        "g_reg": Real(low=0),
+        "d_reg": Real(low=0),
+        "valid_ratio": Real(low=0, high=1, closed="left"),
+        "valid_metric": VALID_METRIC,
+        "refit": Bool(),
+        "device": DEVICE,
+        "seed": SEED,
+    }
 
     def __init__(
         self,
@@ -247,35 +285,6 @@ class CFGAN(Recommender):
         self.seed = seed
 
     # ------------------------------------------------------------------ checks
-    def _check_params(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise ConfigError(f"unknown scheme {self.scheme!r}; expected one of {SCHEMES}")
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}; expected one of {MODES}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r}; expected {ACTIVATIONS}")
-        if self.g_output not in OUTPUTS:
-            raise ConfigError(f"unknown g_output {self.g_output!r}; expected one of {OUTPUTS}")
-        for name in ("zr_ratio", "pm_ratio"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {value!r}")
-        for name in ("g_hidden", "d_hidden", "g_layers", "d_layers", "g_batch_size",
-                     "d_batch_size", "g_steps", "d_steps"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if int(self.epochs) != self.epochs or self.epochs < 0:
-            raise ConfigError(f"epochs must be a non-negative integer, got {self.epochs!r}")
-        for name in ("alpha", "g_reg", "d_reg"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not (self.g_lr > 0 and self.d_lr > 0):
-            raise ConfigError(f"learning rates must be positive, got {self.g_lr}, {self.d_lr}")
-        if not 0.0 <= self.valid_ratio < 1.0:
-            raise ConfigError(f"valid_ratio must lie in [0, 1), got {self.valid_ratio!r}")
-        _parse_metric(self.valid_metric)
-
     @staticmethod
     def _check_data(train: Interactions) -> None:
         empty = np.flatnonzero(train.user_counts == 0)
@@ -310,7 +319,6 @@ class CFGAN(Recommender):
              valid: Interactions | None = None, progress: bool | None = None) -> None:
         """Train; the epoch is chosen by ``validate(model)``, on ``valid``, or on an internal
         ``valid_ratio`` hold-out of ``train`` (in that order of preference)."""
-        self._check_params()
         self._check_data(train)
         fit_part = train
         if validate is None and valid is None and self.valid_ratio > 0 and self.epochs > 0:
@@ -331,7 +339,7 @@ class CFGAN(Recommender):
     def _validator(self, fit_part: Interactions, valid: Interactions) -> Validate:
         from advrec.evaluation.evaluator import Evaluator
 
-        name, k = _parse_metric(self.valid_metric)
+        name, k = VALID_METRIC.parse(self.valid_metric, "valid_metric")
         evaluator = Evaluator(fit_part, valid, ks=(k,), metrics=(name,), coverage=False)
         return lambda model: evaluator.evaluate(model).summary[f"{name}@{k}"]
 
@@ -361,7 +369,7 @@ class CFGAN(Recommender):
                 logs = {"epoch": epoch + 1, **logs, "seconds": time.perf_counter() - t0}
                 if validate is not None:
                     self._cache = None
-                    logs["validation"] = float(validate(self))
+                    logs["validation"] = validation_value(validate(self))
                     if logs["validation"] > best:
                         best = logs["validation"]
                         self._best_state = copy.deepcopy(net.state_dict())
@@ -386,7 +394,7 @@ class CFGAN(Recommender):
             _set_trainable(net.dis, True)
         d_loss, g_loss = d_loss / int(self.d_steps), g_loss / int(self.g_steps)
         if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-            raise FloatingPointError(f"CFGAN diverged (G loss {g_loss}, D loss {d_loss}); "
+            raise TrainingError(f"CFGAN diverged (G loss {g_loss}, D loss {d_loss}); "
                                      "lower the learning rates")
         return {"loss": g_loss, "g_loss": g_loss, "d_loss": d_loss}
 
@@ -435,6 +443,23 @@ class CFGAN(Recommender):
     def _state(self) -> dict[str, torch.Tensor]:
         return dict(self.net_.state_dict())
 
+    def _state_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """The generator's and discriminator's layers: ``gen.layers.{0,2,..}`` and
+        ``dis.layers.{0,2,..}`` (weights [out, in] and biases [out]; activations in between)."""
+        n_dims = self.n_items_ if self.mode == "user" else self.n_users_
+        shapes: dict[str, tuple[int | None, ...]] = {}
+        for part, n_in, hidden, layers, n_out in (
+                ("gen", n_dims, int(self.g_hidden), int(self.g_layers), n_dims),
+                ("dis", 2 * n_dims, int(self.d_hidden), int(self.d_layers), 1)):
+            sizes = [n_in] + [hidden] * layers + [n_out]
+            for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+                shapes[f"{part}.layers.{2 * j}.weight"] = (b, a)
+                shapes[f"{part}.layers.{2 * j}.bias"] = (b,)
+        return shapes
+
+    def _state_tensor_count(self) -> int:
+        return 2 * (int(self.g_layers) + 1) + 2 * (int(self.d_layers) + 1)
+
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         n_dims = self.n_items_ if self.mode == "user" else self.n_users_
         net = CFGANNet(n_dims, int(self.g_hidden), int(self.g_layers), int(self.d_hidden),
@@ -443,13 +468,3 @@ class CFGAN(Recommender):
         dense = torch.from_numpy(self.seen_.toarray().astype(np.float32)).clamp_(max=1.0)
         cond = dense.T.contiguous() if self.mode == "item" else dense
         self._use(net.to(self._device()), cond.to(self._device()))
-
-
-def _parse_metric(metric: str) -> tuple[str, int]:
-    """``"precision@5"`` → ``("precision", 5)`` (ConfigError when malformed)."""
-    name, _, k = str(metric).lower().partition("@")
-    if not k.isdigit() or int(k) < 1 or name not in ("precision", "recall", "ndcg", "mrr", "hr",
-                                                      "map"):
-        raise ConfigError(f"valid_metric must look like 'precision@5' (precision, recall, ndcg, "
-                          f"mrr, hr or map at a positive k), got {metric!r}")
-    return name, int(k)

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,12 +27,21 @@ from torch import nn
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
 from advrec.data.splits import validation_split
-from advrec.errors import ConfigError, DataError
+from advrec.errors import ConfigError, DataError, ParamError
 from advrec.evaluation.evaluator import Evaluator
 from advrec.evaluation.metrics import RANK_METRICS
-from advrec.models.base import Recommender, _csr_coords, resolve_device
+from advrec.models.base import (
+    DEVICE,
+    MetricAtK,
+    Recommender,
+    _csr_coords,
+    check_fitted_model,
+    id_array,
+    resolve_device,
+)
 from advrec.training.bpr_kernel import sigmoid, softplus
 from advrec.training.trainer import _progress
+from advrec.validation import Bool, Choice, Int, Real
 
 GENERATOR_UPDATES = ("reinforce", "gumbel")
 RECOMMENDERS = ("generator", "discriminator")
@@ -39,6 +49,8 @@ PRETRAIN = ("dns", "none")
 BACKENDS = ("auto", "torch", "numba")
 VALID_METHODS = ("random", "leave_one_out")
 _SAMPLE_CHUNK = 128  # users per chunk when sampling the discriminator's negatives
+VALID_METRIC = MetricAtK(RANK_METRICS)
+POSITIVE = Real(low=0, closed="neither")
 
 
 # ----------------------------------------------------------------------------- the two players
@@ -242,11 +254,7 @@ class _Positives:
 
 def _split_metric(spec: str) -> tuple[str, int]:
     """"precision@5" → ("precision", 5), checked."""
-    name, _, k = str(spec).partition("@")
-    if name not in RANK_METRICS or not k.isdigit() or int(k) < 1:
-        raise ConfigError(f"valid_metric must look like 'precision@5' with a metric in "
-                          f"{list(RANK_METRICS)}, got {spec!r}")
-    return name, int(k)
+    return VALID_METRIC.parse(spec, "valid_metric")
 
 
 def _sample_rows(probs: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
@@ -311,6 +319,43 @@ class IRGAN(Recommender):
     """
 
     name = "irgan"
+    _param_constraints: ClassVar[dict[str, Any]] = {
+        "emb_dim": Int(low=1),
+        "epochs": Int(low=0),
+        "d_epochs": Int(low=0),
+        "g_epochs": Int(low=0),
+        "d_resample_every": Int(low=1),
+        "d_batch_size": Int(low=1),
+        "g_batch_users": Int(low=1),
+        "samples_per_positive": POSITIVE,
+        "temperature": POSITIVE,
+        "policy_temperature": POSITIVE,
+        "sample_lambda": Real(low=0, high=1),
+        "d_lr": POSITIVE,
+        "g_lr": POSITIVE,
+        "d_reg": Real(low=0),
+        "g_reg": Real(low=0),
+        "init_delta": POSITIVE,
+        "generator_update": Choice(GENERATOR_UPDATES),
+        "gumbel_temperature": POSITIVE,
+        "gumbel_hard": Bool(),
+        "recommender": Choice(RECOMMENDERS),
+        "pretrain": Choice(PRETRAIN),
+        "pretrain_epochs": Int(low=0),
+        "pretrain_lr": POSITIVE,
+        "pretrain_reg": Real(low=0),
+        "pretrain_batch_size": Int(low=1),
+        "dns_k": Int(low=1),
+        "pretrain_discriminator": Bool(),
+        "backend": Choice(BACKENDS),
+        "threshold": Real(none_ok=True),
+        "valid_ratio": Real(low=0, high=1, closed="left"),
+        "valid_method": Choice(VALID_METHODS),
+        "valid_metric": VALID_METRIC,
+        "device": DEVICE,
+        # the discriminator's generator is seeded with seed·1000 + 2 (a torch seed is < 2**64)
+        "seed": Int(low=0, high=(2 ** 64 - 1 - 2) // 1000),
+    }
 
     def __init__(
         self,
@@ -385,37 +430,13 @@ class IRGAN(Recommender):
         self.seed = seed
 
     # ------------------------------------------------------------------ checks
-    def _check_params(self) -> None:
-        for name in ("emb_dim", "d_resample_every", "d_batch_size", "g_batch_users",
-                     "pretrain_batch_size", "dns_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("epochs", "d_epochs", "g_epochs", "pretrain_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("temperature", "policy_temperature", "gumbel_temperature", "d_lr", "g_lr",
-                     "pretrain_lr", "init_delta", "samples_per_positive"):
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("d_reg", "g_reg", "pretrain_reg"):
-            if not float(getattr(self, name)) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0.0 <= float(self.sample_lambda) <= 1.0:
-            raise ConfigError(f"sample_lambda must lie in [0, 1], got {self.sample_lambda!r}")
-        if not 0.0 <= float(self.valid_ratio) < 1.0:
-            raise ConfigError(f"valid_ratio must lie in [0, 1), got {self.valid_ratio!r}")
-        self._check_choice("generator_update", GENERATOR_UPDATES)
-        self._check_choice("recommender", RECOMMENDERS)
-        self._check_choice("pretrain", PRETRAIN)
-        self._check_choice("valid_method", VALID_METHODS)
-        self._check_choice("backend", BACKENDS)
-        _split_metric(self.valid_metric)
-
-    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
-        if getattr(self, name) not in choices:
-            raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+    @classmethod
+    def _check_param_combinations(cls, values: dict[str, Any]) -> None:
+        device = values["device"]
+        if (values["backend"] == "numba" and device is not None and str(device) != "auto"
+                and str(device).split(":")[0] != "cpu"):
+            raise ParamError("backend", f"'numba' needs device 'cpu', got {str(device)!r}; "
+                                        f"use backend 'torch'")
 
     def _resolved_backend(self) -> str:
         """"numba" (compiled discriminator pass) on CPU under "auto", else "torch"."""
@@ -445,7 +466,12 @@ class IRGAN(Recommender):
         ``init_from``: a fitted BPR-MF (P, Q copied into the generator, zero bias) or IRGAN (its
         pre-trained MF) instead of pre-training here.
         """
-        self._check_params()
+        if init_from is not None:
+            check_fitted_model(init_from, "init_from", (Recommender,),
+                               "BPR-MF, APR or IRGAN model")
+            if not (isinstance(init_from, IRGAN) or hasattr(init_from, "parameter_blocks")):
+                raise ParamError("init_from", f"expected a fitted BPR-MF, APR or IRGAN model, "
+                                              f"got {type(init_from).__name__}")
         self.device_ = resolve_device(self.device)
         self.backend_ = self._resolved_backend()
         self._gen = torch.Generator(device=self.device_).manual_seed(int(self.seed))
@@ -686,7 +712,8 @@ class IRGAN(Recommender):
     def generator_loss(self, users: np.ndarray) -> tuple[torch.Tensor, float]:
         """The generator's loss on a batch of users (with autograd graph) and their summed mean
         reward 2·(σ(f) − 0.5) of the generated items; REINFORCE or Gumbel per the parameters."""
-        users = np.asarray(users, dtype=np.int64)
+        self._check_fitted()
+        users = id_array(users, "users", self.n_users_).reshape(-1)
         u = torch.as_tensor(users, device=self.device_)
         log_prob = torch.log_softmax(self.generator_.all_scores(u) / self.policy_temperature, 1)
         counts = np.ceil(float(self.samples_per_positive) * self.positives_.counts[users])
@@ -751,6 +778,11 @@ class IRGAN(Recommender):
         state.update({f"d.{k}": v for k, v in self.discriminator_.state_dict().items()})
         state.update({f"pre.{k}": v for k, v in self.pretrained_.items()})
         return state
+
+    def _state_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        d = int(self.emb_dim)
+        mf = {"user": (self.n_users_, d), "item": (self.n_items_, d), "bias": (self.n_items_,)}
+        return {f"{part}.{k}": shape for part in ("g", "d", "pre") for k, shape in mf.items()}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.device_ = resolve_device(self.device)

@@ -21,7 +21,7 @@ from advrec.data.io import (
     read_user_item_rating,
     write_delimited,
 )
-from advrec.errors import ConfigError, DataError
+from advrec.errors import ConfigError, DataError, OutputError
 
 ROWS = [(1, 10, 5, 881250949), (1, 20, 3, 881250950), (2, 10, 4, 881250951),
         (2, 30, 1, 881250952), (3, 20, 2, 881250953), (3, 30, 4, 881250954),
@@ -228,7 +228,7 @@ def test_round_trip_property(tmp_path_factory, rows):
 def test_write_to_unwritable_target_leaves_nothing(tmp_path):
     target = tmp_path / "taken"
     target.mkdir()  # a directory cannot be replaced by a file
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="is a folder"):
         write_delimited(_sample(), target)
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
     assert list(target.iterdir()) == []
@@ -236,7 +236,8 @@ def test_write_to_unwritable_target_leaves_nothing(tmp_path):
 
 def test_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "out.tsv"
-    target.write_text("old content\n")
+    write_delimited(_sample(), target)
+    old = target.read_text()
 
     def broken(self, f, **kw):
         f.write("user\titem\n1\t")  # half a file, then the disk "fails"
@@ -244,8 +245,8 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        write_delimited(_sample(), target)
-    assert target.read_text() == "old content\n"
+        write_delimited(_sample(), target, overwrite=True)
+    assert target.read_text() == old
     assert [p.name for p in tmp_path.iterdir()] == ["out.tsv"]
 
 

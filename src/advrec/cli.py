@@ -187,12 +187,14 @@ def datasets(
 @app.command()
 def fetch(
     name: Annotated[str, typer.Argument(help="Data set to download from GroupLens (ml-100k, ml-1m, ml-latest-small).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Download again, replacing an earlier advrec download of it (only the files advrec wrote).")] = False,
 ) -> None:
-    """Download a data set into the cache (sha256-checked, written atomically)."""
+    """Download a data set into the cache (hash-checked, size-limited, written atomically); an
+    existing copy is reused."""
     from advrec.data import datasets as ds
 
-    with _errors():
-        path = ds.fetch(name)
+    with _errors(options={"force": "--overwrite"}):
+        path = ds.fetch(name, force=overwrite)
         out.print(f"{name}: {path}")
 
 

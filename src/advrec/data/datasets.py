@@ -88,7 +88,7 @@ _JUNK = ("__MACOSX",)
 
 
 def _parse_hash(value, name: str) -> tuple[str, str]:
-    """``"alg:hex"`` (or bare hex = sha256, as pooch writes them) as ``(alg, hex)``."""
+    """``"alg:hex"`` (or bare hex = sha256) as ``(alg, hex)``."""
     if not isinstance(value, str):
         raise ParamError(name, f"expected a hash such as 'sha256:<64 hex digits>', got "
                                f"{plain(value)}")

@@ -23,7 +23,6 @@ import io
 import itertools
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ import pandas as pd
 
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError, ParamError
+from advrec.outputs import write_file
 from advrec.validation import check_bool, check_float, check_int, plain
 
 __all__ = [
@@ -681,22 +681,17 @@ def _unseen_error(test_path: Path, users: np.ndarray, items: np.ndarray) -> Data
 
 # ----------------------------------------------------------------------------- writer
 def write_delimited(interactions: Interactions, path: PathLike, sep: str = "\t",
-                    header: bool = True) -> Path:
+                    header: bool = True, overwrite: bool = False) -> Path:
     """Write raw ids (and rating/timestamp when present) atomically: temp file, then rename.
 
     Readable back with ``read_delimited(path, columns, sep=sep, header=header)`` where
-    ``columns`` is the written header (user, item[, rating][, timestamp]).
+    ``columns`` is the written header (user, item[, rating][, timestamp]). An existing file is
+    replaced only with ``overwrite`` and only if advrec wrote it (see :mod:`advrec.outputs`).
     """
-    target = Path(path)
     frame = interactions.to_frame(raw_ids=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             frame.to_csv(f, sep=sep, header=header, index=False, lineterminator="\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+
+    return write_file(path, write, overwrite)

@@ -136,6 +136,20 @@ def check_finite_array(values: Any, name: str) -> np.ndarray:
     return arr
 
 
+def check_seed(seed: Any, name: str = "seed") -> Any:
+    """A seed ``np.random.default_rng`` accepts: a non-negative integer, None, or a numpy
+    Generator / BitGenerator / SeedSequence (floats such as 1.5, booleans and text are refused)."""
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.BitGenerator,
+                                         np.random.SeedSequence)):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ParamError(name, f"expected a non-negative integer or a numpy Generator, got "
+                               f"{plain(seed)}")
+    if seed < 0:
+        raise ParamError(name, f"must be >= 0, got {plain(seed)}")
+    return seed
+
+
 # ---------------------------------------------------------------------------- constraints
 @dataclass(frozen=True)
 class Int:

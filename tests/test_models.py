@@ -10,7 +10,7 @@ import torch
 
 from advrec.data import Interactions
 from advrec.data.datasets import load_split
-from advrec.errors import CheckpointError, ConfigError, DataError, NotFittedError
+from advrec.errors import CheckpointError, ConfigError, DataError, NotFittedError, OutputError
 from advrec.evaluation import Evaluator
 from advrec.models import BPRMF, ItemPop, get_model, load_model
 
@@ -144,7 +144,10 @@ def test_load_errors(tmp_path, tutorial_bpr):
 def test_save_replaces_atomically(tmp_path, tutorial_bpr):
     path = tmp_path / "model"
     ItemPop().fit(tiny()).save(path)
-    tutorial_bpr.save(path)
+    with pytest.raises(OutputError, match="--overwrite"):  # an earlier model is kept ...
+        tutorial_bpr.save(path)
+    assert isinstance(load_model(path), ItemPop)
+    tutorial_bpr.save(path, overwrite=True)  # ... unless replacing it is asked for
     assert isinstance(load_model(path), BPRMF)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left
 

@@ -36,6 +36,11 @@ class ParamError(ConfigError):
         self.reason = reason
 
 
+class IdError(ParamError, DataError):
+    """An id argument (``users``, ``items``) that is not an internal id of the fitted model: a
+    :class:`ParamError` naming the argument, and a :class:`DataError` as it always was."""
+
+
 class OutputError(AdvrecError, ValueError):
     """advrec refuses to write somewhere (a path it did not write, a folder it cannot create)."""
 

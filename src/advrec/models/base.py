@@ -31,6 +31,7 @@ from advrec.errors import (
     CheckpointError,
     ConfigError,
     DataError,
+    IdError,
     NotFittedError,
     ParamError,
     TrainingError,
@@ -50,11 +51,6 @@ SEED = Int(low=0, high=2 ** 63 - 1)  # numpy and torch generators take any non-n
 
 _FLOAT_DTYPES = {"F32": "float32", "F64": "float64"}
 _INT_DTYPES = {"I32": "int32", "I64": "int64"}
-
-
-class IdError(ParamError, DataError):
-    """An id argument (``users``, ``items``) that is not an internal id of the fitted model: a
-    :class:`ParamError` naming the argument, and a :class:`DataError` as it always was."""
 
 
 # ---------------------------------------------------------------------------- constraints

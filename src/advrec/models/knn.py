@@ -41,8 +41,8 @@ import scipy.sparse as sp
 import torch
 
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError
-from advrec.models.base import IdError, Recommender, id_array
+from advrec.errors import ConfigError, IdError
+from advrec.models.base import Recommender, id_array
 from advrec.validation import Choice, Int, Real
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")

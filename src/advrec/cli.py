@@ -206,7 +206,7 @@ def _fmt_int(v) -> str:
 @app.command()
 def train(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Model name: bprmf, apr or itempop.")],
+    model: Annotated[str, typer.Argument(help="Model name: itempop, bprmf, apr, userknn, itemknn, mf, cfgan, irgan.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the trained model and run.json to.")],
     dataset: Annotated[str, typer.Option(help="Data set name (see `advrec datasets`).")] = "movielens-500",
     split: Annotated[SplitName, typer.Option(help="auto = the data set's own split if it has one, else leave-one-out.")] = SplitName.auto,
@@ -236,8 +236,10 @@ def train(
     json_out: Annotated[bool, typer.Option("--json", help="Print the test metrics as one JSON object.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model advrec saved at --out before (only its files).")] = False,
 ) -> None:
-    """Train MODEL (bprmf, apr, itempop) on a data set split and save it to --out, then evaluate
-    it on test. `--adversarial apr` turns BPR-MF into APR."""
+    """Train MODEL on a data set split and save it to --out, then evaluate it on test.
+    `--adversarial apr` turns BPR-MF into APR. The defaults shown are BPR-MF's (the tutorial's);
+    other models keep their own unless an option is typed, and options a model does not take
+    are refused."""
     from advrec.data.prepare import DataSpec, prepare
     from advrec.evaluation import Evaluator
     from advrec.evaluation.metrics import metric_key, parse_metric
@@ -269,7 +271,10 @@ def train(
         values = {"dim": dim, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
                   "lr": lr, "reg": reg, "patience": patience, "backend": backend, "device": device,
                   "seed": seed, "eps": eps, "adv_reg": adv_reg, "adv_start": adv_start}
-        rec = cls(**{param: values[opt] for opt, param in TRAIN_PARAMS.items() if param in known})
+        # options typed on the command line; the others keep the model's own defaults (the
+        # defaults --help shows are BPR-MF's, the tutorial's settings)
+        rec = cls(**{param: values[opt] for opt, param in TRAIN_PARAMS.items()
+                     if param in known and (_given(ctx, opt) or opt in ("seed", "device"))})
         rec.validate_params()
         parts = prepare(spec)
         fit_kw = {}

@@ -242,8 +242,8 @@ def train(
     are refused."""
     from advrec.data.prepare import DataSpec, prepare
     from advrec.evaluation import Evaluator
-    from advrec.evaluation.metrics import metric_key, parse_metric
     from advrec.experiments.config import fit_options
+    from advrec.metric_names import metric_key, parse_metric
     from advrec.models import get_model, load_model
     from advrec.outputs import check_dir
 

@@ -19,42 +19,14 @@ from collections.abc import Sequence
 import torch
 
 from advrec.errors import ConfigError, DataError
+from advrec.metric_names import ALL_METRICS, RANK_METRICS  # noqa: F401 (re-exported)
 
 PAD = math.inf
 """Padding value of the ``ranks`` matrices (a slot with no relevant item)."""
 
-RANK_METRICS = ("hr", "ndcg", "precision", "recall", "mrr", "map")
-"""Names of the metrics computed at a cut-off k (result keys ``"<name>@<k>"``)."""
-
-ALL_METRICS = (*RANK_METRICS, "auc")
-"""Every metric name :func:`rank_metrics` understands."""
 
 
 # ----------------------------------------------------------------------------- input handling
-def parse_metric(name: str, default_k: int = 10) -> tuple[str, int | None]:
-    """``"ndcg@100"`` → ``("ndcg", 100)``; ``"auc"`` → ``("auc", None)``; a rank metric without
-    a cut-off takes ``default_k``. ConfigError naming the text for anything else."""
-    text = str(name).strip().lower()
-    metric, sep, k = text.partition("@")
-    if metric not in ALL_METRICS:
-        raise ConfigError(f"unknown metric {name!r}; expected one of {', '.join(ALL_METRICS)}, "
-                          f"with a cut-off such as ndcg@100")
-    if metric == "auc":
-        if sep:
-            raise ConfigError(f"metric {name!r}: auc takes no cut-off")
-        return metric, None
-    if not sep:
-        return metric, default_k
-    if not k.isdigit() or int(k) < 1:
-        raise ConfigError(f"metric {name!r}: the cut-off after '@' must be a positive integer")
-    return metric, int(k)
-
-
-def metric_key(name: str, k: int | None) -> str:
-    """The result key of a metric: ``"ndcg@100"``, or ``"auc"``."""
-    return name if k is None else f"{name}@{k}"
-
-
 def check_ks(ks: int | Sequence[int]) -> tuple[int, ...]:
     """Validate cut-offs: positive integers, returned as a tuple (a bare int is one cut-off)."""
     values = (ks,) if isinstance(ks, int) else tuple(ks)

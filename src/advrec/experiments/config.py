@@ -454,7 +454,7 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
     device. ConfigError with one line per problem, each with its key path; nothing is run.
     Call it after the grid size is known to be bounded (each model variant is checked)."""
     from advrec.errors import ParamError
-    from advrec.evaluation.metrics import parse_metric
+    from advrec.metric_names import parse_metric
     from advrec.models import get_model
     from advrec.validation import Device
 

@@ -483,7 +483,7 @@ class Context:
 
 def _validator(parts, metric: str):
     from advrec.evaluation import Evaluator
-    from advrec.evaluation.metrics import metric_key, parse_metric
+    from advrec.metric_names import metric_key, parse_metric
 
     name, k = parse_metric(metric)
     evaluator = Evaluator(parts.train, parts.valid, ks=(k or 10,), metrics=(name,),

@@ -36,6 +36,7 @@ from advrec.errors import (
     ParamError,
     TrainingError,
 )
+from advrec.metric_names import parse_metric
 from advrec.outputs import claim_dir
 from advrec.validation import Device, Int, check_bool, check_index_array, check_int, plain
 
@@ -79,12 +80,15 @@ class MetricAtK:
     ignore_case: bool = False
 
     def parse(self, value: Any, name: str) -> tuple[str, int]:
-        text = value.lower() if isinstance(value, str) and self.ignore_case else value
-        metric, _, k = text.partition("@") if isinstance(text, str) else ("", "", "")
-        if metric not in self.metrics or not (k.isascii() and k.isdigit()) or int(k) < 1:
+        if not self.ignore_case and isinstance(value, str) and value != value.lower():
+            raise ParamError(name, f"expected a lower-case metric such as 'precision@5', "
+                                   f"got {plain(value)}")
+        try:
+            metric, k = parse_metric(value, default_k=None, allowed=self.metrics, argument=name)
+        except ParamError:
             raise ParamError(name, f"expected a metric at a positive cut-off such as "
                                    f"'precision@5' (metrics: {', '.join(self.metrics)}), "
-                                   f"got {plain(value)}")
+                                   f"got {plain(value)}") from None
         return metric, int(k)
 
     def check(self, value: Any, name: str) -> Any:

@@ -42,7 +42,7 @@ from torch import nn
 from advrec.data.interactions import Interactions
 from advrec.data.splits import validation_split
 from advrec.errors import DataError, TrainingError
-from advrec.evaluation.metrics import RANK_METRICS
+from advrec.metric_names import RANK_METRICS
 from advrec.models.base import (
     DEVICE,
     SEED,

@@ -29,7 +29,7 @@ from advrec.data.sampling import UniformSampler
 from advrec.data.splits import validation_split
 from advrec.errors import ConfigError, DataError, ParamError
 from advrec.evaluation.evaluator import Evaluator
-from advrec.evaluation.metrics import RANK_METRICS
+from advrec.metric_names import RANK_METRICS
 from advrec.models.base import (
     DEVICE,
     MetricAtK,

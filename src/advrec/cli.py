@@ -208,7 +208,13 @@ def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name: itempop, bprmf, apr, userknn, itemknn, mf, cfgan, irgan.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the trained model and run.json to.")],
-    dataset: Annotated[str, typer.Option(help="Data set name (see `advrec datasets`).")] = "movielens-500",
+    dataset: Annotated[str, typer.Option(help="Data set name (see `advrec datasets`), or the label of --data.")] = "movielens-500",
+    data: Annotated[Path | None, typer.Option(help="Your own interaction file instead of a registered data set (needs --format).")] = None,
+    data_format: Annotated[str | None, typer.Option("--format", help="Format of --data: ml-100k, ml-1m, ratings-csv, delimited, lightgcn, cfgan.")] = None,
+    test_data: Annotated[Path | None, typer.Option(help="With --data: its test file (a predefined split in one id space).")] = None,
+    sep: Annotated[str | None, typer.Option(help="--format delimited: the separator, e.g. ',' or '\\t'.")] = None,
+    columns: Annotated[str | None, typer.Option(help="--format delimited: comma-separated column names (user,item[,rating][,timestamp]; '-' skips one).")] = None,
+    header: Annotated[bool, typer.Option("--header", help="--format delimited: the first line is a header.")] = False,
     split: Annotated[SplitName, typer.Option(help="auto = the data set's own split if it has one, else leave-one-out.")] = SplitName.auto,
     test_ratio: Annotated[float, typer.Option(help="Test fraction for holdout/temporal splits.")] = 0.2,
     fold: Annotated[str | None, typer.Option(help="Predefined fold, e.g. u1..u5, ua, ub for ml-100k.")] = None,
@@ -250,8 +256,11 @@ def train(
     with _errors(options={"init_from": "--init", **{param: f"--{opt.replace('_', '-')}" for opt, param in TRAIN_PARAMS.items()}}):
         _setup_threads(threads)
         check_dir(out_dir, "model", overwrite=overwrite)  # before any work, not after it
-        spec = DataSpec(dataset=dataset, split=split.value, test_ratio=test_ratio, fold=fold,
-                        binarize=binarize, valid=valid.value, valid_ratio=valid_ratio, seed=seed)
+        recipe = {"dataset": dataset, "split": split.value, "test_ratio": test_ratio,
+                  "fold": fold, "binarize": binarize, "valid": valid.value,
+                  "valid_ratio": valid_ratio, "seed": seed}
+        recipe.update(_own_data(ctx, data, data_format, test_data, sep, columns, header))
+        spec = DataSpec(**recipe)
         if patience is not None and spec.valid == "none":
             raise _config_error("--patience needs a validation split (--valid leave-one-out or holdout)")
         if adversarial is not None:
@@ -298,6 +307,32 @@ def train(
         elif not quiet:
             out.print(f"trained {model} on {dataset} in {fit_seconds:.2f} s → {escape(str(out_dir))}")
             _print_summary({model: result.summary}, title=f"{dataset}, test ({result.protocol})")
+
+
+def _own_data(ctx: typer.Context, data: Path | None, data_format: str | None,
+              test_data: Path | None, sep: str | None, columns: str | None,
+              header: bool) -> dict:
+    """The DataSpec fields of --data (absolute paths, so `evaluate` finds the files later)."""
+    if data is None:
+        given = [o for o, v in (("--format", data_format), ("--test-data", test_data),
+                                ("--sep", sep), ("--columns", columns)) if v is not None]
+        if given or header:
+            raise _config_error(f"{(given or ['--header'])[0]} describes a file of your own: give --data")
+        return {}
+    if data_format is None:
+        raise _config_error("--data needs --format (ml-100k, ml-1m, ratings-csv, delimited, lightgcn, cfgan)")
+    options = {}
+    if sep is not None:
+        options["sep"] = sep.encode().decode("unicode_escape")  # '\t' typed as two characters
+    if columns is not None:
+        options["columns"] = [c.strip() or None for c in columns.split(",")]
+    if header:
+        options["header"] = True
+    fields = {"path": str(data.absolute()), "format": data_format, "options": options or None,
+              "test_path": str(test_data.absolute()) if test_data is not None else None}
+    if not _given(ctx, "dataset"):
+        fields["dataset"] = data.name
+    return fields
 
 
 TRAIN_PARAMS = {  # train's options and the model parameters they set

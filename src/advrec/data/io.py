@@ -679,6 +679,44 @@ def _unseen_error(test_path: Path, users: np.ndarray, items: np.ndarray) -> Data
     )
 
 
+# ----------------------------------------------------------------------------- formats
+FORMATS: dict[str, tuple[Callable[..., Interactions], str]] = {
+    "ml-100k": (read_movielens_100k, "TAB-separated user item rating timestamp (ML-100K u.data)"),
+    "ml-1m": (read_movielens_dat, "user::item::rating::timestamp (ML-1M/10M ratings.dat)"),
+    "ratings-csv": (read_movielens_csv, "CSV with the header userId,movieId,rating,timestamp"),
+    "delimited": (read_delimited, "any delimited file: options sep, columns, header, skip_rows"),
+    "lightgcn": (read_lightgcn, "LightGCN lines: user item item ..."),
+    "cfgan": (read_user_item_rating, "whitespace-separated user item rating (CFGAN)"),
+}
+"""The file formats advrec reads, by name: (reader, one-line description)."""
+
+FORMAT_OPTIONS = {"delimited": ("sep", "columns", "header", "skip_rows", "rating_scale",
+                                "id_type", "encoding"),
+                  "ml-100k": ("rating_scale",), "ml-1m": ("rating_scale",),
+                  "ratings-csv": ("rating_scale",), "cfgan": ("rating_scale",), "lightgcn": ()}
+
+
+def format_reader(fmt: str, options: dict | None = None) -> Callable[[PathLike], Interactions]:
+    """The reader of format ``fmt`` with ``options`` bound (ConfigError naming an unknown format
+    or an option the format does not take)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(FORMAT_OPTIONS[fmt]))
+    if unknown:
+        allowed = ", ".join(FORMAT_OPTIONS[fmt]) or "none"
+        raise ConfigError(f"format {fmt!r} takes no option(s) {unknown}; its options: {allowed}")
+    if "rating_scale" in options and options["rating_scale"] is not None:
+        options["rating_scale"] = tuple(options["rating_scale"])
+    reader = FORMATS[fmt][0]
+    return lambda path: reader(path, **options)
+
+
+def read_file(path: PathLike, fmt: str, options: dict | None = None) -> Interactions:
+    """Read an interaction file of a named format (see :data:`FORMATS`)."""
+    return format_reader(fmt, options)(path)
+
+
 # ----------------------------------------------------------------------------- writer
 def write_delimited(interactions: Interactions, path: PathLike, sep: str = "\t",
                     header: bool = True, overwrite: bool = False) -> Path:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from advrec.data import datasets, filters, splits
+from advrec.data import datasets, filters, io, splits
 from advrec.data.splits import Split
 from advrec.errors import ConfigError, ParamError
-from advrec.validation import check_float, check_int, plain
+from advrec.validation import check_choice, check_float, check_int, plain
 
 SPLITS = ("auto", "predefined", "leave-one-out", "holdout", "temporal")
 VALIDATION = ("none", "leave-one-out", "holdout")
@@ -20,6 +20,12 @@ class DataSpec:
     ``split="auto"`` takes the data set's own split when it comes pre-split (e.g. movielens-500's
     leave-one-out, ml-1m-implicit's hold-out) and leave-one-out otherwise. ``valid`` carves a
     validation set out of the training part (for early stopping), never out of test.
+
+    Your own data: ``path`` (a file) with its ``format`` (a name of ``advrec.data.io.FORMATS``,
+    ``options`` for the reader, e.g. ``{"sep": ",", "header": true}`` for ``delimited``) instead
+    of a registered data set; ``dataset`` is then only its label. With ``test_path`` the two
+    files are a predefined train/test split (``unseen``: what to do with test ids that never
+    occur in training: ``error``, ``drop`` or ``keep``).
     """
 
     dataset: str = "movielens-500"
@@ -32,8 +38,25 @@ class DataSpec:
     min_item_count: int = 0
     fold: str | None = None
     seed: int = 0
+    path: str | None = None
+    format: str | None = None
+    test_path: str | None = None
+    options: dict | None = None
+    unseen: str = "error"
 
     def __post_init__(self) -> None:
+        if self.path is None and (self.format, self.test_path, self.options) != (None,) * 3:
+            raise ConfigError("format, test_path and options describe your own file: give path")
+        if self.path is not None:
+            from advrec.data.io import FORMATS
+
+            if self.format not in FORMATS:
+                raise ParamError("format", f"expected one of {', '.join(FORMATS)}, got "
+                                           f"{plain(self.format)}")
+            if self.fold is not None:
+                raise ParamError("fold", "a file of your own has no folds (give test_path for "
+                                         "a predefined split)")
+            check_choice(self.unseen, "unseen", ("error", "drop", "keep"))
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ParamError("dataset", f"expected a data set name, got {plain(self.dataset)}")
         if self.split not in SPLITS:
@@ -57,8 +80,10 @@ class DataSpec:
 
 def prepare(spec: DataSpec) -> Split:
     """Load, filter and split as ``spec`` says; every part shares one id space."""
-    info = datasets.info(spec.dataset)
-    presplit = info.presplit
+    if spec.path is not None:
+        presplit = spec.test_path is not None
+    else:
+        presplit = datasets.info(spec.dataset).presplit
     method = spec.split
     if method == "auto":
         method = "predefined" if presplit else "leave-one-out"
@@ -68,11 +93,18 @@ def prepare(spec: DataSpec) -> Split:
                 f"data set {spec.dataset!r} has no predefined split; use "
                 f"--split leave-one-out, holdout or temporal"
             )
-        kwargs = {"fold": spec.fold} if spec.fold else {}
-        train, test = datasets.load_split(spec.dataset, **kwargs)
+        if spec.path is not None:
+            reader = io.format_reader(spec.format, spec.options)
+            train, test = io.read_split(spec.path, spec.test_path, reader=reader,
+                                        unseen=spec.unseen)
+        else:
+            kwargs = {"fold": spec.fold} if spec.fold else {}
+            train, test = datasets.load_split(spec.dataset, **kwargs)
         train, test = _filter_pair(train, test, spec)
     else:
-        data = _filter(datasets.load(spec.dataset), spec)
+        raw = (io.read_file(spec.path, spec.format, spec.options) if spec.path is not None
+               else datasets.load(spec.dataset))
+        data = _filter(raw, spec)
         if method == "leave-one-out":
             train, test = splits.leave_one_out(data, seed=spec.seed)
         elif method == "holdout":

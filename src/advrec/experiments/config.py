@@ -43,9 +43,15 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """The data recipe (see `advrec.data.DataSpec`)."""
+    """The data recipe (see `advrec.data.DataSpec`): a registered data set, or your own file
+    (``path`` + ``format``, optionally ``test_path`` for a predefined split)."""
 
     dataset: str = "movielens-500"
+    path: str | None = None
+    format: str | None = None
+    test_path: str | None = None
+    options: dict[str, Any] | None = None
+    unseen: Literal["error", "drop", "keep"] = "error"
     split: Literal["auto", "predefined", "leave-one-out", "holdout", "temporal"] = "auto"
     test_ratio: float = Field(0.2, gt=0, lt=1)
     valid: Literal["none", "leave-one-out", "holdout"] = "none"
@@ -54,6 +60,33 @@ class DataConfig(_Strict):
     min_user_count: int = Field(0, ge=0)
     min_item_count: int = Field(0, ge=0)
     fold: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _label_of_own_file(cls, v):
+        """A file of your own is labelled by its file name unless ``dataset`` names it."""
+        if isinstance(v, dict) and v.get("path") and "dataset" not in v:
+            return {**v, "dataset": Path(str(v["path"])).name}
+        return v
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v):
+        from advrec.data.io import FORMATS
+
+        if v is not None:
+            _require_known(v, FORMATS, "format")
+        return v
+
+    @model_validator(mode="after")
+    def _own_file(self) -> DataConfig:
+        if self.path is None:
+            if self.format or self.test_path or self.options:
+                raise ValueError("format, test_path and options describe a file of your own: "
+                                 "give data.path")
+        elif self.format is None:
+            raise ValueError("data.path needs data.format (one of the readers: advrec formats)")
+        return self
 
 
 class EarlyStopping(_Strict):
@@ -313,6 +346,11 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top level")
     config = parse_config(raw, source=str(path))
+    data = config.data
+    own = {k: str(path.parent / v) for k in ("path", "test_path")
+           if (v := getattr(data, k)) is not None and not Path(v).is_absolute()}
+    if own:  # your own files, relative to the experiment file's folder (as output is)
+        config = config.model_copy(update={"data": data.model_copy(update=own)})
     if config.output is None:
         config = config.model_copy(update={"output": str(path.parent / "runs" / config.name)})
     elif not Path(config.output).is_absolute():
@@ -521,7 +559,23 @@ def _check_device_available(device: str | None, problems: list[tuple[str, str]])
 def _check_data(data: DataConfig, problems: list[tuple[str, str]]) -> None:
     """The data set exists here, and the split options suit it (as ``prepare`` would find)."""
     from advrec.data import datasets
+    from advrec.data.io import FORMAT_OPTIONS
 
+    if data.path is not None:
+        for key in ("path", "test_path"):
+            where = getattr(data, key)
+            if where is not None and not Path(where).is_file():
+                problems.append((f"data.{key}", f"{where}: no such file"))
+        unknown = sorted(set(data.options or {}) - set(FORMAT_OPTIONS[data.format]))
+        if unknown:
+            problems.append(("data.options", f"format {data.format!r} takes no option(s) "
+                                             f"{unknown}; its options: "
+                                             f"{', '.join(FORMAT_OPTIONS[data.format]) or 'none'}"))
+        if data.split == "predefined" and data.test_path is None:
+            problems.append(("data.split", "predefined needs data.test_path (the test file)"))
+        if data.fold is not None:
+            problems.append(("data.fold", "a file of your own has no folds"))
+        return
     try:
         info = datasets.info(data.dataset)
     except AdvrecError as exc:

@@ -67,9 +67,9 @@ def test_plan_cells_keys_and_shorthand():
     the_plan = plan(config(shilling=attacks))
     # one model: clean + 3 shilling variants × (no defence + 3 detectors)
     assert len(the_plan.cells) == 1 + 3 * 4
-    shill = [c for c in the_plan.cells if c.shilling]
-    assert {c.attack["method"] for c in shill} == {"shill:average", "shill:random"}
-    assert sorted({c.attack["size"] for c in shill}) == [0.01, 0.05]
+    shill = [c for c in the_plan.cells if c.scenario == "shilling"]
+    assert {c.options["attack"] for c in shill} == {"average", "random"}
+    assert sorted({c.options["size"] for c in shill}) == [0.01, 0.05]
     assert len({c.key for c in the_plan.cells}) == len(the_plan.cells)
     # "svm" is shorthand for {"detector": "svm"} with the defaults: same cells, same keys
     svm = {"detector": "svm", "train_sizes": [0.03, 0.1]}
@@ -84,12 +84,12 @@ def test_plan_cells_keys_and_shorthand():
     chained = plan(config(data={"dataset": "movielens-500"}, models=[
         {"name": "bprmf", "label": "BPR", "params": {"epochs": 1}},
         {"name": "apr", "label": "APR", "init": "BPR", "params": {"epochs": 1}}]))
-    assert sum(c.shilling for c in chained.cells) == 2 * 4
+    assert sum(c.scenario == "shilling" for c in chained.cells) == 2 * 4
     # a parameter attack's targets list is one value too, not a grid
     targeted = plan(config(data={"dataset": "movielens-500"}, shilling=[], defenses=[],
                            models=[{"name": "bprmf", "params": {"epochs": 1}}],
                            attacks=[{"method": "fgsm", "targets": [1, 2]}]))
-    assert [c.attack["targets"] for c in targeted.cells if c.attack] == [[1, 2]]
+    assert [c.options["targets"] for c in targeted.cells if c.options] == [[1, 2]]
 
 
 # ---------------------------------------------------------------------------- running
@@ -108,7 +108,8 @@ def test_shilling_cells_show_attack_and_defences(shilling_run):
     assert summary.total == 5 and summary.done_now == 5
     rows = rows_by_defense(folder)
     clean, attacked = rows[None], rows["none"]
-    assert clean["attack"] == "none" and attacked["attack"] == "shill:average"
+    assert clean["attack"] == "none" and clean["scenario"] == "clean"
+    assert attacked["attack"] == "average" and attacked["scenario"] == "shilling"
     m = attacked["metrics"]
     assert m["target_hr@10_before"] < 0.01 < m["target_hr@10"]  # the attack works
     assert attacked["detection"] is None and attacked["eps"] is None
@@ -178,7 +179,7 @@ def test_implicit_data_and_init_chain(tmp_path, data_dir):
 
 
 # ---------------------------------------------------------------------------- store
-def test_schema_1_store_gains_the_shilling_columns(tmp_path):
+def test_schema_1_store_gains_the_shilling_and_scenario_columns(tmp_path):
     import duckdb
 
     con = duckdb.connect(str(tmp_path / "results.duckdb"))
@@ -191,14 +192,19 @@ def test_schema_1_store_gains_the_shilling_columns(tmp_path):
     con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     con.execute("INSERT INTO cells VALUES ('k', 'e', 'm', 'M', 'mf', 0, 'none', NULL, 'null', "
                 "'{}', '{\"hr@10\": 0.5}', '{}', '[]', '{}', '{}', 'done', now())")
+    con.execute("INSERT INTO cells VALUES ('s', 'e', 'm', 'M', 'mf', 0, 'shill:average', NULL, "
+                "'{}', '{}', '{\"hr@10\": 0.4}', '{}', '[]', '{}', '{}', 'done', now())")
     con.close()
+    expected = {"k": ("clean", "none"), "s": ("shilling", "average")}
     with ResultsStore(tmp_path, read_only=True) as store:  # read as is, new columns None
-        (row,) = store.rows()
-        assert row["defense"] is None and row["metrics"] == {"hr@10": 0.5}
+        rows = store.rows()
+        assert rows[0]["defense"] is None and rows[0]["metrics"] == {"hr@10": 0.5}
+        assert {r["key"]: (r["scenario"], r["attack"]) for r in rows} == expected
     with ResultsStore(tmp_path) as store:  # opened for writing: migrated
-        (row,) = store.rows()
-        assert row["metrics"] == {"hr@10": 0.5}
-        assert row["defense"] is None and row["detection"] is None
+        rows = store.rows()
+        assert rows[0]["metrics"] == {"hr@10": 0.5}
+        assert rows[0]["defense"] is None and rows[0]["detection"] is None
+        assert {r["key"]: (r["scenario"], r["attack"]) for r in rows} == expected
         version = store.con.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 2
+    assert int(version) == SCHEMA_VERSION == 3

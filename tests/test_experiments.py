@@ -220,9 +220,19 @@ def test_store_refuses_incompatible_and_locked(tmp_path):
 
 
 def test_failed_write_leaves_no_row(tmp_path):
+    import duckdb
+
+    from advrec.experiments.cells import CellResult
+
+    bad = CellResult(key="x", experiment="e", model_key="m", model_label="m", model_name="m",
+                     seed="not a number", scenario="clean", attack="none", eps=None,
+                     attack_config=None, config={}, metrics={}, per_user={}, history=[],
+                     timings={}, versions={})
     with ResultsStore(tmp_path) as store:
-        with pytest.raises(ValueError, match="lacks"):
+        with pytest.raises(TypeError, match="CellResult"):
             store.write({"key": "x"})
+        with pytest.raises(duckdb.Error):  # the INSERT fails half-way: rolled back
+            store.write(bad)
         assert store.done_keys() == set()
 
 

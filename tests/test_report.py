@@ -358,7 +358,7 @@ def shilling_report(shilling_experiment) -> tuple[str, Node]:
 
 def shilling_rows(folder: Path, defense: str) -> list[dict]:
     return [r for r in ResultsStore(folder, read_only=True).rows()
-            if r["attack"] == "shill:average" and r["defense"] == defense]
+            if r["attack"] == "average" and r["defense"] == defense]
 
 
 def test_shilling_section_table(shilling_report, shilling_experiment):
@@ -422,9 +422,10 @@ def test_shilling_groups_in_results_significance_and_plots(shilling_report):
     # one group per defence over both seeds, although each seed drew other targets
     assert [(r[1], r[2], r[3]) for r in rows] == [
         ("none", "—", "2"), ("fgsm", "0.5", "2"),
-        *((f"shill:average (defense={d})", "—", "2") for d in DEFENCES)]
+        *((f"shilling: average (defense={d})", "—", "2") for d in DEFENCES)]
     sig = table_rows(doc.find("table", id="sig-attack"))
-    assert [r[1] for r in sig] == ["fgsm", *(f"shill:average (defense={d})" for d in DEFENCES)]
+    assert [r[1] for r in sig] == ["fgsm",
+                                   *(f"shilling: average (defense={d})" for d in DEFENCES)]
     assert all(re.search(r"\d", cell) for r in sig for cell in r[3:])
     plots = {f.attrs["id"] for f in doc.find("section", id="plots").find_all("figure")}
     assert {"plot-hr-10", "plot-ndcg-10", "plot-training-loss"} <= plots

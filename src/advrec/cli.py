@@ -816,7 +816,8 @@ def results(
             if path is not None:
                 _write_frame(frame, path, writer, overwrite)
         if not group_by:
-            group_by = ["model_label", "attack", "eps"] + [
+            shilling = "size" in frame.columns and frame["size"].notna().any()
+            group_by = ["model_label", *(["scenario"] if shilling else []), "attack", "eps"] + [
                 c for c in ("size", "filler", "defense")
                 if c in frame.columns and frame[c].notna().any()]
         unknown = [g for g in group_by if g not in frame.columns]

@@ -61,6 +61,15 @@ class DataConfig(_Strict):
     min_item_count: int = Field(0, ge=0)
     fold: str | None = None
 
+    def identity(self) -> dict[str, Any]:
+        """What model and cell keys hash of the recipe: the own-file keys only when a file is
+        given, so the keys of registered data sets stay what they were before those keys."""
+        raw = self.model_dump()
+        if self.path is None:
+            for k in ("path", "format", "test_path", "options", "unseen"):
+                raw.pop(k)
+        return raw
+
     @model_validator(mode="before")
     @classmethod
     def _label_of_own_file(cls, v):

@@ -11,17 +11,17 @@ from advrec.errors import ConfigError
 def _train_task(config, the_plan, job, *parents) -> str:
     import torch
 
-    from advrec.experiments.runner import Context
+    from advrec.experiments.context import Context
 
     torch.set_num_threads(1)
     Context(config).obtain(job, the_plan)
     return job.key
 
 
-def _cell_task(config, the_plan, cell, job, _trained: str) -> dict[str, Any]:
+def _cell_task(config, the_plan, cell, job, _trained: str):
     import torch
 
-    from advrec.experiments.runner import Context
+    from advrec.experiments.context import Context
 
     torch.set_num_threads(1)
     ctx = Context(config)
@@ -34,7 +34,7 @@ def run_ray(ctx, the_plan, todo, store, address, progress, log) -> int:
         import ray
     except ImportError:
         raise ConfigError("the ray executor needs Ray: pip install 'advrec[ray]'") from None
-    from advrec.experiments.runner import _Progress
+    from advrec.experiments.progress import Progress
 
     started = not ray.is_initialized()
     if started:
@@ -60,14 +60,14 @@ def run_ray(ctx, the_plan, todo, store, address, progress, log) -> int:
     pending = {evaluate.remote(ctx.config, the_plan, cell, the_plan.job(cell.model_key),
                                refs[cell.model_key]): cell for cell in todo}
     try:
-        with _Progress(progress, len(todo)) as bar:
+        with Progress(progress, len(todo)) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 pending.pop(ready[0])
                 row = ray.get(ready[0])
                 store.write(row)
                 bar.advance()
-                log(f"done: {row['model_label']} seed {row['seed']} {row['attack']}")
+                log(f"done: {row.model_label} seed {row.seed} {row.scenario} {row.attack}")
     except BaseException:
         for ref in pending:
             ray.cancel(ref)

@@ -35,7 +35,8 @@ LINESTYLES = {"fgsm": "-", "random": "--", "pgd": "-."}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per attack variant
 CLEAN_STYLE = (0, (1, 2))  # dotted
 CLEAN = "none"
-SHILL = "shill:"  # the attack column of shilling cells: shill:<attack name>
+SHILLING = "shilling"  # the scenario of injection cells
+SHILLING_LABEL = "shilling: "  # how their variants are named beside parameter attacks
 NO_DEFENSE = "none"
 PERFECT = "perfect"  # the oracle detector: left out of the curves (trivially perfect)
 TARGET_METRIC = re.compile(r"target_hr@(\d+)(_before)?")
@@ -75,8 +76,9 @@ class Group:
 
     label: str
     attack: str  # "none" or the attack variant's name, e.g. "fgsm" or "fgsm (norm=linf)"
-    method: str  # "none", "fgsm", "random" or "pgd"
+    method: str  # "none", "fgsm", "random", "pgd", or a shilling attack's name
     eps: float | None
+    scenario: str = "clean"  # "clean", "perturbation" or "shilling"
     rows: list[Row] = field(default_factory=list)
 
     @property
@@ -85,7 +87,7 @@ class Group:
 
     @property
     def shilling(self) -> bool:
-        return self.method.startswith(SHILL)
+        return self.scenario == SHILLING
 
     @property
     def condition(self) -> tuple[str, float | None]:
@@ -177,10 +179,10 @@ def _test_name(config: dict[str, Any] | None, rows: list[Row]) -> str:
 def attack_names(rows: list[Row]) -> dict[str, str]:
     """Row key -> the attack variant's name: the method plus the options (other than ε) that
     take more than one value among that method's cells; ``"none"`` for clean cells."""
-    options: dict[str, dict[str, set[str]]] = {}
+    options: dict[tuple[str, str], dict[str, set[str]]] = {}
     for r in rows:
         if r["attack_config"]:
-            per = options.setdefault(r["attack"], {})
+            per = options.setdefault((r["scenario"], r["attack"]), {})
             for k, v in _attack_options(r["attack_config"]).items():
                 per.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
     names = {}
@@ -188,10 +190,11 @@ def attack_names(rows: list[Row]) -> dict[str, str]:
         if not r["attack_config"]:
             names[r["key"]] = CLEAN
             continue
-        varying = options[r["attack"]]
+        varying = options[(r["scenario"], r["attack"])]
         shown = [f"{k}={_plain(v)}" for k, v in _attack_options(r["attack_config"]).items()
                  if len(varying.get(k, ())) > 1]
-        names[r["key"]] = r["attack"] + (f" ({', '.join(shown)})" if shown else "")
+        prefix = SHILLING_LABEL if r["scenario"] == SHILLING else ""
+        names[r["key"]] = prefix + r["attack"] + (f" ({', '.join(shown)})" if shown else "")
     return names
 
 
@@ -200,7 +203,7 @@ def _attack_options(cfg: dict[str, Any]) -> dict[str, Any]:
     attack's targets when they were drawn (``n_targets``), as those differ from seed to seed."""
     drawn = "n_targets" in cfg
     return {k: v for k, v in cfg.items()
-            if k not in ("method", "eps") and not (drawn and k == "targets")}
+            if k not in ("method", "attack", "eps") and not (drawn and k == "targets")}
 
 
 def _plain(v: Any) -> str:
@@ -215,7 +218,8 @@ def group_rows(rows: list[Row]) -> list[Group]:
     for r in rows:
         key = (r["model_label"], names[r["key"]], r["eps"])
         if key not in groups:
-            groups[key] = Group(r["model_label"], names[r["key"]], r["attack"], r["eps"])
+            groups[key] = Group(r["model_label"], names[r["key"]], r["attack"], r["eps"],
+                                r["scenario"])
         groups[key].rows.append(r)
     labels = _unique(g.label for g in groups.values())
     attacks = _unique(g.attack for g in groups.values() if not g.clean)
@@ -445,7 +449,7 @@ def results_html(data: ReportData) -> str:
     rows = [results_row(data, g) for g in data.groups]
     intro = tag("p", "Mean ± sample standard deviation over seeds (no ± with one seed). For an "
                      "attacked cell, the percentage is the relative change of the mean vs the "
-                     "same model's clean cell. Shilling cells (attack shill:…, no ε) show the "
+                     "same model's clean cell. Shilling cells (no ε) show the "
                      "model trained again on the poisoned data, less the profiles the defence "
                      "removed.")
     return tag("section", tag("h2", "Results") + intro + table(head, rows, class_="results",
@@ -559,7 +563,7 @@ def shilling_groups(data: ReportData) -> list[ShillingGroup]:
     found = []
     for g in (g for g in data.groups if g.shilling):
         cfg = g.rows[0]["attack_config"]
-        variant = Variant(names[g.rows[0]["key"]].removeprefix(SHILL), float(cfg["size"]),
+        variant = Variant(names[g.rows[0]["key"]].removeprefix(SHILLING_LABEL), float(cfg["size"]),
                           float(cfg["filler"]))
         found.append(ShillingGroup(g, variant, g.rows[0].get("defense") or NO_DEFENSE))
     labels = _unique(s.group.label for s in found)

@@ -15,14 +15,16 @@ from typing import Any
 import pandas as pd
 
 from advrec.errors import ConfigError
+from advrec.experiments.cells import CellResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "results.duckdb"
 JSON_COLUMNS = ("attack_config", "config", "metrics", "per_user", "history", "timings",
                 "versions", "detection")
 # Columns added since schema 1, with their types: a schema-1 store gains them (empty) on opening.
 DETECTION_FIGURES = ("precision", "recall", "f1", "roc_auc", "pr_auc", "removed", "removed_real")
 ADDED_IN_2 = {"defense": "VARCHAR", "detection": "VARCHAR"}
+LEGACY_SHILLING_PREFIX = "shill:"  # schema ≤ 2 wrote shilling cells' attack as shill:<name>
 COLUMNS = {
     "key": "VARCHAR PRIMARY KEY",
     "experiment": "VARCHAR",
@@ -30,6 +32,7 @@ COLUMNS = {
     "model_label": "VARCHAR",
     "model_name": "VARCHAR",
     "seed": "INTEGER",
+    "scenario": "VARCHAR",
     "attack": "VARCHAR",
     "eps": "DOUBLE",
     "attack_config": "VARCHAR",
@@ -70,7 +73,7 @@ class ResultsStore:
         if not read_only:
             self._create()
             self._migrate()
-        self._check_version(readable=("1",) if read_only else ())
+        self._check_version(readable=("1", "2") if read_only else ())
 
     # ------------------------------------------------------------------ schema
     def _create(self) -> None:
@@ -81,13 +84,20 @@ class ResultsStore:
                          [str(SCHEMA_VERSION)])
 
     def _migrate(self) -> None:
-        """Schema 1 → 2: the shilling columns (``defense``, ``detection``), empty for old rows."""
+        """Schema 1 → 2: the shilling columns (``defense``, ``detection``), empty for old rows.
+        Schema 2 → 3: the ``scenario`` column; shilling cells' attack loses its ``shill:``."""
         row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None or row[0] != "1":
+        if row is None or row[0] not in ("1", "2"):
             return
         self.con.execute("BEGIN TRANSACTION")
         for name, kind in ADDED_IN_2.items():
             self.con.execute(f"ALTER TABLE cells ADD COLUMN IF NOT EXISTS {name} {kind}")
+        self.con.execute("ALTER TABLE cells ADD COLUMN IF NOT EXISTS scenario VARCHAR")
+        self.con.execute(
+            "UPDATE cells SET scenario = CASE WHEN attack = 'none' THEN 'clean' "
+            "WHEN starts_with(attack, ?) THEN 'shilling' ELSE 'perturbation' END, "
+            "attack = CASE WHEN starts_with(attack, ?) THEN substr(attack, ?) ELSE attack END",
+            [LEGACY_SHILLING_PREFIX, LEGACY_SHILLING_PREFIX, len(LEGACY_SHILLING_PREFIX) + 1])
         self.con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                          [str(SCHEMA_VERSION)])
         self.con.execute("COMMIT")
@@ -112,17 +122,13 @@ class ResultsStore:
         return {r[0] for r in self.con.execute(
             "SELECT key FROM cells WHERE status = 'done'").fetchall()}
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, result: CellResult) -> None:
         """Insert one finished cell, all columns at once (a transaction: all or nothing)."""
-        missing = [c for c in COLUMNS if c not in row
-                   and c not in ("created", "status", "defense", "detection")]
-        if missing:
-            raise ValueError(f"result row lacks {missing}")
-        values = dict(row)
-        values.setdefault("status", "done")
+        if not isinstance(result, CellResult):
+            raise TypeError(f"the store writes CellResult objects, got {type(result).__name__}")
+        values = result.to_row()
+        values["status"] = "done"
         values["created"] = datetime.now(timezone.utc).replace(tzinfo=None)
-        values.setdefault("defense", None)
-        values.setdefault("detection", None)
         for c in JSON_COLUMNS:
             values[c] = json.dumps(values[c], default=_json_default)
         names = list(COLUMNS)
@@ -150,6 +156,8 @@ class ResultsStore:
             for c in JSON_COLUMNS:
                 if c in row and row[c] is not None:
                     row[c] = json.loads(row[c])
+            if "scenario" not in present:  # an older schema read as is
+                row.update(_scenario_of(row["attack"]))
             out.append(row)
         return out
 
@@ -158,8 +166,9 @@ class ResultsStore:
         rows = self.rows(per_user=False)
         flat = []
         for r in rows:
-            base = {k: r[k] for k in ("experiment", "model_label", "model_name", "seed", "attack",
-                                      "eps", "defense", "key", "model_key")}
+            base = {k: r[k] for k in ("experiment", "model_label", "model_name", "seed",
+                                      "scenario", "attack", "eps", "defense", "key",
+                                      "model_key")}
             shilling = r["attack_config"] or {}
             base.update({k: shilling.get(k) for k in ("size", "filler")})
             base.update(r["metrics"])
@@ -177,6 +186,15 @@ class ResultsStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _scenario_of(attack: str) -> dict[str, str]:
+    """The scenario and attack name of a row of schema 1 or 2."""
+    if attack == "none":
+        return {"scenario": "clean", "attack": attack}
+    if attack.startswith(LEGACY_SHILLING_PREFIX):
+        return {"scenario": "shilling", "attack": attack.removeprefix(LEGACY_SHILLING_PREFIX)}
+    return {"scenario": "perturbation", "attack": attack}
 
 
 def _json_default(obj):

@@ -1,0 +1,182 @@
+"""The shared context of an experiment's cells: the config, the prepared split of each seed, the
+trained models (loaded if an earlier run saved them, else trained and saved), the evaluator, and
+the poisoned / defended training data of shilling cells, each built once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from advrec.errors import ConfigError
+from advrec.experiments.cells import Cell, CellResult, ModelJob, Plan
+from advrec.experiments.config import ExperimentConfig, canonical_hash
+from advrec.experiments.scenarios import SCENARIOS
+
+
+class Context:
+    """What every cell needs: the config, the prepared split, and model loading/training."""
+
+    def __init__(self, config: ExperimentConfig):
+        from advrec.data.prepare import DataSpec, prepare
+
+        self.config = config
+        self.output = Path(config.output or f"runs/{config.name}")
+        self._parts: dict[int, Any] = {}
+        self._extra: dict[str, dict] = {}
+        self._evaluators: dict[int, Any] = {}
+        self._poisoned: dict[str, tuple] = {}
+        self._defended: dict[str, tuple] = {}
+        self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
+        self._prepare = prepare
+
+    def parts(self, seed: int):
+        if seed not in self._parts:
+            self._parts[seed] = self._prepare(self._spec(seed))
+        return self._parts[seed]
+
+    def model_dir(self, key: str) -> Path:
+        return self.output / "models" / key
+
+    def extra(self, key: str) -> dict:
+        """What was recorded when the model of ``key`` was trained (history, fit seconds)."""
+        return self._extra.get(key, {})
+
+    def obtain(self, job: ModelJob, plan_: Plan) -> tuple[Any, bool]:
+        """The trained model of ``job``: loaded if saved by an earlier run, else trained now."""
+        from advrec.models import load_model
+        from advrec.models.base import read_manifest
+
+        path = self.model_dir(job.key)
+        if (path / "manifest.json").is_file():
+            self._extra[job.key] = read_manifest(path).get("extra", {})
+            return load_model(path, device=self.config.device), False
+        parts = self.parts(job.seed)
+        model, seconds = self.train(job, plan_, parts.train)
+        extra = {"job": job.__dict__, "history": getattr(model, "history_", []),
+                 "fit_seconds": seconds}
+        model.save(path, extra=extra, overwrite=True)  # a half-written folder of this run
+        self._extra[job.key] = extra
+        return model, True
+
+    def train(self, job: ModelJob, plan_: Plan, data, poisoned: bool = False) -> tuple[Any, float]:
+        """A fresh model of ``job`` fitted on ``data`` (its ``init:`` parent first: the saved one
+        for the clean data, trained again on the same data when ``poisoned``); (model, seconds)."""
+        from advrec.models import get_model
+
+        parts = self.parts(job.seed)
+        cls = get_model(job.name)
+        params = dict(job.params)
+        known = cls._param_names()
+        if "device" in known:
+            params["device"] = self.config.device
+        params["seed"] = job.seed
+        fit_kw: dict[str, Any] = {}
+        if "epochs" in known:
+            fit_kw["progress"] = False
+        if job.early_stopping is not None:
+            fit_kw["validate"] = _validator(parts, job.early_stopping["metric"])
+            params.update(patience=job.early_stopping["patience"],
+                          validate_every=job.early_stopping["every"])
+        if job.init_key is not None:
+            parent_job = plan_.job(job.init_key)
+            parent = (self.train(parent_job, plan_, data, poisoned)[0] if poisoned
+                      else self.obtain(parent_job, plan_)[0])
+            fit_kw["init_from"] = parent
+        model = cls(**params)
+        t0 = time.perf_counter()
+        model.fit(data, **fit_kw)
+        return model, time.perf_counter() - t0
+
+    def evaluator(self, seed: int):
+        """The evaluator of the seed's split (clean training items masked)."""
+        from advrec.evaluation import Evaluator
+
+        if seed not in self._evaluators:
+            parts = self.parts(seed)
+            ev_cfg = self.config.evaluation
+            self._evaluators[seed] = Evaluator(
+                parts.train, parts.test, ks=tuple(ev_cfg.ks), metrics=tuple(ev_cfg.metrics),
+                protocol=ev_cfg.protocol, n_negatives=ev_cfg.n_negatives, seed=seed,
+                coverage=False, device=self.config.device)
+        return self._evaluators[seed]
+
+    def poisoned(self, seed: int, attack: dict[str, Any]) -> tuple[Any, list]:
+        """(training data + the attack's fake profiles, raw target ids), built once per seed."""
+        from advrec.attacks.shilling import generate, select_targets
+
+        key = canonical_hash({"seed": seed, "attack": attack})
+        if key not in self._poisoned:
+            train = self.parts(seed).train
+            targets = attack.get("targets")
+            if targets is None:
+                targets = select_targets(train, attack["n_targets"], attack["target_strategy"],
+                                         seed=seed).tolist()
+            fake = generate(attack["attack"], train, targets,
+                            size=attack["size"], filler=attack["filler"], seed=seed,
+                            intent=attack["intent"], implicit=train.ratings is None)
+            self._poisoned[key] = (train.concat(fake), list(targets))
+        return self._poisoned[key]
+
+    def defended(self, seed: int, attack: dict[str, Any], defense: dict[str, Any] | None
+                 ) -> tuple[Any, dict | None]:
+        """(the poisoned training data less the profiles ``defense`` flags, its detection
+        metrics with curves and feature histograms); the data as is without a defence."""
+        from advrec.defenses import filter_profiles
+        from advrec.evaluation.detection import defend
+
+        data, targets = self.poisoned(seed, attack)
+        if defense is None:
+            return data, None
+        key = canonical_hash({"seed": seed, "attack": attack, "defense": defense})
+        if key not in self._defended:
+            train = self.parts(seed).train
+            options = {k: v for k, v in defense.items() if k != "detector"}
+            t0 = time.perf_counter()
+            flags, info = defend(train, data, defense["detector"], attack["attack"], targets,
+                                 intent=attack["intent"],
+                                 target_strategy=attack.get("target_strategy", "quantile"),
+                                 curves=True, histograms=True, seed=seed, **options)
+            info["seconds"] = time.perf_counter() - t0
+            info["removed_real"] = int(flags[:train.n_users].sum())
+            self._defended[key] = (filter_profiles(data, flags, drop_from=train.n_users), info)
+        return self._defended[key]
+
+    def evaluate(self, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
+        """The result of one cell, computed by its scenario."""
+        return SCENARIOS[cell.scenario].run(self, cell, model, job, plan)
+
+    def result(self, cell: Cell, job: ModelJob, *, attack: str, eps: float | None,
+               attack_config: dict | None, evaluation, history: list, timings: dict,
+               extra_metrics: dict | None = None, defense: str | None = None,
+               detection: dict | None = None) -> CellResult:
+        """A cell's typed result from its evaluation (the parts every scenario shares)."""
+        from advrec.models.base import library_versions
+
+        return CellResult(
+            key=cell.key, experiment=self.config.name, model_key=job.key,
+            model_label=job.label, model_name=job.name, seed=job.seed, scenario=cell.scenario,
+            attack=attack, eps=eps, attack_config=attack_config, config=cell.config,
+            metrics={**evaluation.summary, **(extra_metrics or {})},
+            per_user={"users": evaluation.users, **evaluation.per_user}, history=history,
+            timings=timings, versions=library_versions(), defense=defense, detection=detection)
+
+
+def _validator(parts, metric: str):
+    from advrec.evaluation import Evaluator
+    from advrec.metric_names import metric_key, parse_metric
+
+    name, k = parse_metric(metric)
+    evaluator = Evaluator(parts.train, parts.valid, ks=(k or 10,), metrics=(name,),
+                          coverage=False)
+    key = metric_key(name, k)
+    return lambda model: evaluator.evaluate(model).summary[key]
+
+
+def check_detectors_have_ratings(ctx: Context) -> None:
+    """Detectors read rating profiles (RDMA, WDMA, …): refuse unrated data before any cell runs."""
+    detectors = [d.detector for d in ctx.config.defenses if d.detector != "perfect"]
+    if detectors and ctx.parts(ctx.config.seeds[0]).train.ratings is None:
+        raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
+                          f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
+                          f"data or data.binarize); only 'perfect' works without ratings")

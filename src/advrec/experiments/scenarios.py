@@ -1,0 +1,235 @@
+"""Scenarios: the kinds of experiment cell. Each plans its conditions from the validated config,
+says which models it applies to, and runs one cell on the shared context (data, trained models,
+the evaluator), returning a typed :class:`~advrec.experiments.cells.CellResult`.
+
+Adding a kind of cell is one new :class:`Scenario` subclass and a line in :data:`SCENARIOS`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from advrec.errors import ConfigError
+from advrec.experiments.cells import Cell, CellResult, Condition, ModelJob, Plan
+from advrec.experiments.config import (
+    AttackConfig,
+    DefenseConfig,
+    ExperimentConfig,
+    ShillingConfig,
+    canonical_hash,
+    expand,
+    grid_size,
+)
+
+VALUE_KEYS = ("targets",)  # options whose list is one value (a grid only as a list of lists)
+
+
+class Scenario(ABC):
+    """One kind of cell."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def conditions(self, config: ExperimentConfig) -> list[Condition]:
+        """Every condition of this scenario in the config, in file order (grids expanded)."""
+
+    def count(self, config: ExperimentConfig) -> int:
+        """How many conditions :meth:`conditions` makes, without expanding anything."""
+        return len(self.conditions(config))
+
+    def applies(self, model_cls: type) -> bool:
+        """Whether the scenario has cells for models of ``model_cls``."""
+        return True
+
+    def identity(self, condition: Condition) -> dict[str, Any] | None:
+        """What a cell key hashes of the condition (stable across versions: stores resume)."""
+        return condition.options
+
+    @abstractmethod
+    def describe(self, condition: Condition) -> str:
+        """A short text for progress lines."""
+
+    @abstractmethod
+    def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
+        """Compute one cell on the context ``ctx`` (see ``experiments.context.Context``)."""
+
+
+# ---------------------------------------------------------------------------- clean
+class CleanEvaluation(Scenario):
+    """The trained model as it is."""
+
+    name = "clean"
+
+    def conditions(self, config: ExperimentConfig) -> list[Condition]:
+        return [Condition(self.name)]
+
+    def describe(self, condition: Condition) -> str:
+        return "clean"
+
+    def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
+        t0 = time.perf_counter()
+        result = ctx.evaluator(job.seed).evaluate(model)
+        extra = ctx.extra(job.key)
+        return ctx.result(cell, job, attack="none", eps=None, attack_config=None,
+                          evaluation=result, history=extra.get("history", []),
+                          timings={"fit_seconds": extra.get("fit_seconds"),
+                                   "evaluate_seconds": time.perf_counter() - t0})
+
+
+# ---------------------------------------------------------------------------- parameter attacks
+class ParameterAttack(Scenario):
+    """A perturbation of the trained model's parameter blocks (FGSM, random noise, PGD); the
+    model itself is not modified."""
+
+    name = "perturbation"
+
+    def conditions(self, config: ExperimentConfig) -> list[Condition]:
+        variants = _unique_variants("attacks", [
+            (i, v) for i, entry in enumerate(config.attacks)
+            for v in expand(attack_axes(entry), VALUE_KEYS)])
+        return [Condition(self.name, v) for v in variants]
+
+    def count(self, config: ExperimentConfig) -> int:
+        return sum(grid_size(attack_axes(a), VALUE_KEYS) for a in config.attacks)
+
+    def applies(self, model_cls: type) -> bool:
+        return hasattr(model_cls, "parameter_blocks")
+
+    def describe(self, condition: Condition) -> str:
+        return f"{condition.options['method']} ε={condition.options['eps']}"
+
+    def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
+        from advrec.attacks import perturb, perturbed_scorer
+
+        attack = cell.options
+        train = ctx.parts(job.seed).train
+        t0 = time.perf_counter()
+        options = {k: v for k, v in attack.items() if k not in ("method", "eps", "seed")}
+        if "targets" in options:
+            options["targets"] = train.item_index(options["targets"])
+        delta = perturb(model, train, attack["method"], attack["eps"], seed=job.seed, **options)
+        result = ctx.evaluator(job.seed).evaluate(perturbed_scorer(model, delta))
+        return ctx.result(cell, job, attack=attack["method"], eps=float(attack["eps"]),
+                          attack_config=attack, evaluation=result, history=[],
+                          timings={"fit_seconds": ctx.extra(job.key).get("fit_seconds"),
+                                   "evaluate_seconds": time.perf_counter() - t0})
+
+
+def attack_axes(entry: AttackConfig) -> dict[str, Any]:
+    """An attack entry as the dict whose grid :func:`expand` expands (inapplicable options
+    dropped, so they neither multiply cells nor change keys)."""
+    raw = entry.model_dump()
+    if raw["method"] == "random":  # options that do not apply to random noise
+        for k in ("steps", "step_size", "targets", "mode"):
+            raw.pop(k)
+    elif raw["method"] == "fgsm":
+        raw.pop("steps")
+        raw.pop("step_size")
+    if raw.get("targets") is None:
+        raw.pop("targets", None)
+        raw.pop("mode", None)
+    return raw
+
+
+# ---------------------------------------------------------------------------- injection
+LEGACY_SHILLING_PREFIX = "shill:"  # how cell keys of shilling cells have always hashed the name
+
+
+class Injection(Scenario):
+    """Fake profiles appended to the training data; the victim (and its ``init:`` parent) is
+    trained again on them, with no defence and once per detector, which removes the profiles
+    it flags first. Test accuracy is measured on the real users, the targets' hit ratio over
+    the real users who had not rated them, before (the clean model) and after."""
+
+    name = "shilling"
+
+    def conditions(self, config: ExperimentConfig) -> list[Condition]:
+        variants = _unique_variants("shilling", [
+            (i, v) for i, entry in enumerate(config.shilling)
+            for v in expand(shilling_axes(entry), VALUE_KEYS)])
+        defenses = [None, *(defense_options(d) for d in config.defenses)]
+        return [Condition(self.name, v, d) for v in variants for d in defenses]
+
+    def count(self, config: ExperimentConfig) -> int:
+        variants = sum(grid_size(shilling_axes(s), VALUE_KEYS) for s in config.shilling)
+        return variants * (1 + len(config.defenses))
+
+    def identity(self, condition: Condition) -> dict[str, Any] | None:
+        options = dict(condition.options)
+        name = options.pop("attack")
+        return {**options, "method": LEGACY_SHILLING_PREFIX + name}
+
+    def describe(self, condition: Condition) -> str:
+        return (f"{condition.options['attack']} size={condition.options['size']} "
+                f"defence={(condition.defense or {}).get('detector', 'none')}")
+
+    def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
+        from advrec.attacks.shilling import resolve_items
+        from advrec.evaluation.shilling import measure_targets
+
+        attack = cell.options
+        train = ctx.parts(job.seed).train
+        t0 = time.perf_counter()
+        data, detection = ctx.defended(job.seed, attack, cell.defense)
+        _, targets = ctx.poisoned(job.seed, attack)
+        t_detect = time.perf_counter() - t0
+        poisoned_model, fit_seconds = ctx.train(job, plan, data, poisoned=True)
+        t1 = time.perf_counter()
+        result = ctx.evaluator(job.seed).evaluate(poisoned_model)
+        internal = resolve_items(train, targets, "target")
+        after = measure_targets(poisoned_model, train, internal)
+        before = measure_targets(model, train, internal)
+        extra_metrics = {}
+        for k in ctx.config.evaluation.ks:
+            extra_metrics[f"target_hr@{k}"] = after.hit_ratio(k)
+            extra_metrics[f"target_hr@{k}_before"] = before.hit_ratio(k)
+        defense = (cell.defense or {}).get("detector", "none")
+        return ctx.result(cell, job, attack=attack["attack"], eps=None,
+                          attack_config={**attack, "targets": targets, "defense": defense},
+                          evaluation=result, history=[], extra_metrics=extra_metrics,
+                          timings={"fit_seconds": fit_seconds, "detect_seconds": t_detect,
+                                   "evaluate_seconds": time.perf_counter() - t1},
+                          defense=defense, detection=detection)
+
+
+def shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
+    raw = entry.model_dump()
+    if raw["targets"] is None:
+        raw.pop("targets")
+    else:
+        raw.pop("n_targets")
+        raw.pop("target_strategy")
+    return raw
+
+
+def defense_options(entry: DefenseConfig) -> dict[str, Any]:
+    raw = entry.model_dump()
+    if raw["detector"] in ("pca", "rule", "perfect"):  # options of the supervised detectors
+        for k in ("train_attacks", "train_sizes", "train_fillers", "features"):
+            raw.pop(k)
+    if raw["detector"] == "perfect":
+        raw.pop("k_features")
+    return raw
+
+
+# ---------------------------------------------------------------------------- registry
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (CleanEvaluation(), ParameterAttack(),
+                                                      Injection())}
+"""Every scenario by name, in the order cells are planned for each model."""
+
+
+def _unique_variants(section: str, variants: list[tuple[int, dict]]) -> list[dict[str, Any]]:
+    """The variants in order; the same variant from two entries (or twice from one grid) is
+    refused, naming the entries."""
+    seen: dict[str, int] = {}
+    for i, v in variants:
+        key = canonical_hash(v)
+        if key in seen:
+            where = f"{section}.{seen[key]}" + (f" and {section}.{i}" if seen[key] != i else "")
+            shown = ", ".join(f"{k}={x}" for k, x in v.items())
+            raise ConfigError(f"{where}: the same variant twice ({shown}); each cell is run "
+                              f"once: remove the repeat")
+        seen[key] = i
+    return [v for _, v in variants]

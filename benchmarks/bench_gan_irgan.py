@@ -33,6 +33,7 @@ import torch
 
 from advrec.data.datasets import load_split
 from advrec.data.filters import binarize
+from advrec.evaluation.selection import holdout_validation
 from advrec.models.gan.irgan import IRGAN
 
 DATASET = "ml-100k/u1 (ratings >= 4)"
@@ -64,10 +65,15 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def fit(model: IRGAN, train) -> IRGAN:
+    """The fit of the example: the epoch chosen on the model's own validation hold-out."""
+    return model.fit(train, **holdout_validation(model, train), progress=False)
+
+
 def outer_epoch(train, args, **params) -> float:
     """Median seconds of the ``--epochs`` outer iterations of a fit (validation excluded)."""
-    model = IRGAN(epochs=args.epochs, pretrain="none", device=args.device, seed=0, **params)
-    model.fit(train, progress=False)
+    model = fit(IRGAN(epochs=args.epochs, pretrain="none", device=args.device, seed=0, **params),
+                train)
     return statistics.median(h["seconds"] for h in model.history_[1:])
 
 
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
              **settings)
 
     log("components …")
-    model = IRGAN(epochs=0, pretrain="none", device=args.device, seed=0).fit(train, progress=False)
+    model = fit(IRGAN(epochs=0, pretrain="none", device=args.device, seed=0), train)
     pairs = model._d_pairs()
     emit("irgan_d_resample", "advrec-torch", timed(model._d_pairs, 5), **settings)
     for backend in ("numba", "torch"):
@@ -112,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
              samples_per_positive=spp, **settings)
     emit("irgan_validation", "advrec-torch",
          timed(lambda: model._validate(model.generator_), 5), **settings)
-    pre = IRGAN(epochs=0, pretrain_epochs=3, pretrain_batch_size=256, device=args.device)
-    pre.fit(train, progress=False)
+    pre = fit(IRGAN(epochs=0, pretrain_epochs=3, pretrain_batch_size=256, device=args.device),
+              train)
     emit("irgan_dns_pretrain_epoch", "advrec-torch", pre.pretrain_time_ / 3, dns_k=5,
          pretrain_batch_size=256, **settings)
 

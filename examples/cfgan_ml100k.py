@@ -23,7 +23,7 @@ import time
 import torch
 
 from advrec.data.datasets import load_split
-from advrec.evaluation import Evaluator
+from advrec.evaluation import Evaluator, holdout_validation
 from advrec.models.gan.cfgan import CFGAN
 
 PAPER = {"precision@5": 0.444, "precision@20": 0.294, "recall@5": 0.152, "recall@20": 0.360,
@@ -40,9 +40,10 @@ def emit(**row) -> None:
 
 
 def run(name: str, model: CFGAN, train, evaluator: Evaluator, progress: bool) -> dict:
-    """Fit, evaluate on test, emit the figures; returns the test summary."""
+    """Fit (the epoch chosen on the model's own hold-out, unless valid_ratio is 0), evaluate on
+    test, emit the figures; returns the test summary."""
     t0 = time.perf_counter()
-    model.fit(train, progress=progress)
+    model.fit(train, **holdout_validation(model, train), progress=progress)
     seconds = time.perf_counter() - t0
     summary = evaluator.evaluate(model).summary
     per_epoch = sum(h["seconds"] for h in model.history_) / max(len(model.history_), 1)

@@ -28,6 +28,7 @@ import torch
 from advrec.data.datasets import load_split
 from advrec.data.filters import binarize
 from advrec.evaluation.evaluator import Evaluator
+from advrec.evaluation.selection import holdout_validation
 from advrec.models.gan.irgan import IRGAN
 
 KS = (3, 5, 10)
@@ -68,7 +69,8 @@ def log(msg: str) -> None:
 def fit(model: IRGAN, train, label: str, **kw) -> tuple[IRGAN, float]:
     log(f"training {label} …")
     start = time.perf_counter()
-    model.fit(train, progress=None, **kw)
+    # the epoch is chosen on the model's own validation hold-out of train (valid_ratio 0.1)
+    model.fit(train, **holdout_validation(model, train), progress=None, **kw)
     seconds = time.perf_counter() - start
     log(f"{label}: {seconds:.0f} s, best epoch {model.best_epoch_} of {model.epochs}")
     return model, seconds

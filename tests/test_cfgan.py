@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from advrec.data import Interactions
 from advrec.data.datasets import load_split
 from advrec.data.splits import validation_split
-from advrec.errors import ConfigError, DataError
-from advrec.evaluation import Evaluator
+from advrec.errors import ConfigError, DataError, ParamError
+from advrec.evaluation import Evaluator, holdout_validation, metric_validator
 from advrec.models import MODELS, ItemPop
 from advrec.models.gan.cfgan import (
     CFGAN,
@@ -34,6 +34,12 @@ def random_data(n_users: int = 40, n_items: int = 60, per_user: int = 8, seed: i
     users = np.repeat(np.arange(n_users), per_user)
     keep = users != drop_user
     return Interactions(users[keep], items[keep], np.arange(n_users), np.arange(n_items))
+
+
+def fit_selected(model: CFGAN, data: Interactions) -> CFGAN:
+    """Fit with the epoch chosen on the model's own hold-out (``valid_ratio``, ``valid_metric``):
+    the caller builds the validation callable (the model never imports the evaluator)."""
+    return model.fit(data, **holdout_validation(model, data), progress=False)
 
 
 def small_net(n: int = 30, seed: int = 0) -> CFGANNet:
@@ -156,7 +162,7 @@ def test_scores_are_generator_output_for_the_training_vector(mode):
 
 def test_same_seed_same_numbers_other_seed_differs():
     data = random_data()
-    fit = lambda seed: CFGAN(epochs=3, seed=seed, **SMALL).fit(data, progress=False)  # noqa: E731
+    fit = lambda seed: fit_selected(CFGAN(epochs=3, seed=seed, **SMALL), data)  # noqa: E731
     a, b, c = fit(0), fit(0), fit(1)
     assert torch.equal(a.score(), b.score())
     assert [h["g_loss"] for h in a.history_] == [h["g_loss"] for h in b.history_]
@@ -167,7 +173,7 @@ def test_same_seed_same_numbers_other_seed_differs():
 def test_save_load_round_trip_identical_scores(tmp_path, monkeypatch, mode):
     monkeypatch.setitem(MODELS, "cfgan", CFGAN)
     data = random_data()
-    model = CFGAN(epochs=2, mode=mode, **SMALL).fit(data, progress=False)
+    model = fit_selected(CFGAN(epochs=2, mode=mode, **SMALL), data)
     loaded = CFGAN.load(model.save(tmp_path / "m"))
     assert loaded.get_params() == model.get_params()
     assert torch.equal(loaded.score(), model.score())
@@ -175,21 +181,58 @@ def test_save_load_round_trip_identical_scores(tmp_path, monkeypatch, mode):
 
 def test_validation_picks_the_best_epoch_and_a_callable_can_drive_it():
     data = random_data()
-    model = CFGAN(epochs=4, **SMALL).fit(data, progress=False)
+    model = fit_selected(CFGAN(epochs=4, **SMALL), data)
     vals = [h["validation"] for h in model.history_]
     assert model.best_epoch_ == 1 + int(np.argmax(vals))
     calls = []
     model = CFGAN(epochs=3, **SMALL).fit(data, validate=lambda m: calls.append(1) or -len(calls),
                                          progress=False)
     assert len(calls) == 3 and model.best_epoch_ == 1
-    refit = CFGAN(epochs=3, refit=True, **SMALL).fit(data, progress=False)
+    refit = fit_selected(CFGAN(epochs=3, refit=True, **SMALL), data)
     assert len(refit.history_) == refit.best_epoch_ and len(refit.selection_history_) == 3
+
+
+def test_the_hold_out_helper_is_the_split_and_the_metric():
+    """holdout_validation = the model's holdout_split + metric_validator on it; the model learns
+    from the rest while it picks the epoch, then scores from the full training vectors."""
+    data = random_data()
+    model = CFGAN(epochs=3, valid_metric="recall@10", **SMALL)
+    rest, held = model.holdout_split(data)
+    assert len(rest) + len(held) == len(data) and len(held) > 0
+    by_hand = CFGAN(epochs=3, valid_metric="recall@10", **SMALL).fit(
+        data, validate=metric_validator(rest, held, "recall@10"), valid=held, progress=False)
+    helped = fit_selected(model, data)
+    assert [h["validation"] for h in by_hand.history_] == [h["validation"] for h in
+                                                           helped.history_]
+    assert torch.equal(by_hand.score(), helped.score())
+    dense = torch.from_numpy(data.binary_csr.toarray().astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(helped.score(), helped.net_.generate(dense.T).T, atol=1e-6)
+    assert holdout_validation(CFGAN(valid_ratio=0.0), data) == {}
+    assert holdout_validation(CFGAN(epochs=0), data) == {}
+
+
+def test_a_hold_out_needs_a_caller_built_validator():
+    data = random_data()
+    with pytest.raises(ParamError, match="validate: needed: valid_ratio=0.1"):
+        CFGAN(epochs=1, **SMALL).fit(data, progress=False)
+    _, held = CFGAN().holdout_split(data)
+    with pytest.raises(ParamError, match="valid: is the held-out part of train"):
+        CFGAN(epochs=1, **SMALL).fit(data, valid=held, progress=False)
+    other = random_data(seed=5)  # same id space, other pairs: not a part of data
+    with pytest.raises(DataError, match="not in train"):
+        CFGAN(epochs=1, **SMALL).fit(data, validate=lambda m: 0.0, valid=other, progress=False)
+    with pytest.raises(ParamError, match="model"):
+        holdout_validation(ItemPop(), data)
+    # valid_ratio=0 without a callable: no selection, the last epoch
+    model = CFGAN(epochs=2, valid_ratio=0.0, **SMALL).fit(data, progress=False)
+    assert model.best_epoch_ is None and len(model.history_) == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu_shapes():
     data = random_data()
-    model = CFGAN(epochs=1, device="cuda", **SMALL).fit(data, progress=False)
+    model = fit_selected(CFGAN(epochs=1, device="cuda", **SMALL), data)
     assert model.score([0, 1]).device.type == "cuda"
 
 
@@ -217,8 +260,8 @@ def test_learns_on_cfgan_ml100k(data_dir):
     fit_part, valid = validation_split(train, "random", 0.1, seed=0)
     evaluator = Evaluator(fit_part, valid, ks=(5,), metrics=("precision",), coverage=False)
     pop = evaluator.evaluate(ItemPop().fit(fit_part))["precision@5"]
-    model = CFGAN(epochs=10, mode="user", g_lr=1e-3, d_lr=1e-3, g_steps=1, d_steps=1,
-                  g_batch_size=64).fit(train, progress=False)
+    model = fit_selected(CFGAN(epochs=10, mode="user", g_lr=1e-3, d_lr=1e-3, g_steps=1,
+                               d_steps=1, g_batch_size=64), train)
     vals = [h["validation"] for h in model.history_]
     random_level = 0.005  # ≈ 8.5 held-out items among ≈ 1,570 candidates
     assert max(vals) > max(pop, 10 * random_level)

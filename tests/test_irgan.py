@@ -12,8 +12,9 @@ import torch
 import advrec.models as models
 from advrec.data.filters import binarize
 from advrec.data.synthetic import synthetic_interactions
-from advrec.errors import ConfigError, DataError
+from advrec.errors import ConfigError, DataError, ParamError
 from advrec.evaluation.evaluator import Evaluator
+from advrec.evaluation.selection import holdout_validation, metric_validator
 from advrec.models import BPRMF
 from advrec.models.gan.irgan import (
     IRGAN,
@@ -30,6 +31,13 @@ torch.set_num_threads(1)
 
 TINY = dict(emb_dim=4, epochs=2, d_epochs=2, g_epochs=2, pretrain_epochs=3,
             pretrain_batch_size=64, d_batch_size=64, valid_ratio=0.2, device="cpu", seed=3)
+
+
+def fit_selected(model: IRGAN, data, **kw) -> IRGAN:
+    """Fit with the epoch chosen on the model's own hold-out (``valid_ratio``, ``valid_method``,
+    ``valid_metric``): the caller builds the validation callable (the model never imports the
+    evaluator)."""
+    return model.fit(data, **holdout_validation(model, data), progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +76,7 @@ def test_gumbel_loss_sends_the_discriminators_gradient_into_the_generator() -> N
 
 
 def test_model_gumbel_generator_loss_has_nonzero_gradient(tiny) -> None:
-    model = IRGAN(**{**TINY, "epochs": 0}, generator_update="gumbel").fit(tiny, progress=False)
+    model = fit_selected(IRGAN(**{**TINY, "epochs": 0}, generator_update="gumbel"), tiny)
     loss, reward = model.generator_loss(model.positives_.users[:8])
     params = list(model.generator_.parameters())
     assert loss.requires_grad, "the Gumbel sample must stay on the generator's graph"
@@ -180,7 +188,7 @@ E2E = dict(epochs=2, d_epochs=5, g_epochs=4, pretrain_epochs=15, pretrain_batch_
 
 @pytest.fixture(scope="module")
 def fitted(ml100k) -> IRGAN:
-    return IRGAN(**E2E).fit(ml100k[0], progress=False)
+    return fit_selected(IRGAN(**E2E), ml100k[0])
 
 
 def test_irgan_trains_on_ml100k_u1(fitted, ml100k) -> None:
@@ -198,7 +206,7 @@ def test_irgan_trains_on_ml100k_u1(fitted, ml100k) -> None:
 
 
 def test_same_seed_same_numbers(fitted, ml100k) -> None:
-    again = IRGAN(**E2E).fit(ml100k[0], progress=False)
+    again = fit_selected(IRGAN(**E2E), ml100k[0])
     assert [h["valid"] for h in again.history_] == [h["valid"] for h in fitted.history_]
     assert torch.equal(again.score([0, 5, 9]), fitted.score([0, 5, 9]))
 
@@ -214,8 +222,8 @@ def test_save_load_round_trip(fitted, tmp_path, monkeypatch) -> None:
 
 
 def test_discriminator_recommender_and_gumbel_train(tiny) -> None:
-    model = IRGAN(**TINY, generator_update="gumbel", gumbel_hard=True, backend="torch",
-                  recommender="discriminator").fit(tiny, progress=False)
+    model = fit_selected(IRGAN(**TINY, generator_update="gumbel", gumbel_hard=True,
+                               backend="torch", recommender="discriminator"), tiny)
     assert model.backend_ == "torch" and len(model.history_) == 3
     assert torch.equal(model.score([1, 2]), model.discriminator_.all_scores(torch.tensor([1, 2])))
     assert all(math.isfinite(h["g_loss"]) for h in model.history_[1:])
@@ -223,18 +231,18 @@ def test_discriminator_recommender_and_gumbel_train(tiny) -> None:
 
 def test_init_from_bprmf_and_irgan(tiny) -> None:
     bpr = BPRMF(n_factors=4, epochs=2, seed=0).fit(tiny, progress=False)
-    model = IRGAN(**{**TINY, "epochs": 0}).fit(tiny, init_from=bpr, progress=False)
+    model = fit_selected(IRGAN(**{**TINY, "epochs": 0}), tiny, init_from=bpr)
     assert torch.equal(model.pretrained_["item"], bpr.net_.item.detach())
     assert torch.equal(model.pretrained_["bias"], torch.zeros(tiny.n_items))
-    other = IRGAN(**{**TINY, "epochs": 0}).fit(tiny, init_from=model, progress=False)
+    other = fit_selected(IRGAN(**{**TINY, "epochs": 0}), tiny, init_from=model)
     assert torch.equal(other.pretrained_["user"], model.pretrained_["user"])
     with pytest.raises(ConfigError, match="factors"):
-        IRGAN(**{**TINY, "emb_dim": 3}).fit(tiny, init_from=bpr, progress=False)
+        fit_selected(IRGAN(**{**TINY, "emb_dim": 3}), tiny, init_from=bpr)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_the_contract(tiny) -> None:
-    model = IRGAN(**{**TINY, "device": "cuda"}).fit(tiny, progress=False)
+    model = fit_selected(IRGAN(**{**TINY, "device": "cuda"}), tiny)
     assert model.score([0, 1]).device.type == "cuda"
     assert all(math.isfinite(h["g_loss"]) for h in model.history_[1:])
 
@@ -262,17 +270,57 @@ def test_no_positive_after_threshold_is_a_data_error() -> None:
     rated = synthetic_interactions(30, 20, 200, seed=0, with_ratings=True)
     with pytest.raises(DataError, match="positive"):
         IRGAN(**{**TINY, "threshold": 99.0}).fit(rated, progress=False)
-    model = IRGAN(**{**TINY, "threshold": 4.0, "epochs": 1}).fit(rated, progress=False)
+    model = fit_selected(IRGAN(**{**TINY, "threshold": 4.0, "epochs": 1}), rated)
     assert model.positives_.csr.nnz < len(rated)
+    rest, held = model.holdout_split(rated)  # carved from the positives only
+    assert model.positives_.csr.nnz == len(rest) and (held.ratings >= 4.0).all()
 
 
 def test_explicit_validation_set(tiny) -> None:
     from advrec.data.splits import validation_split
 
     fit_part, valid = validation_split(tiny, method="random", ratio=0.2, seed=0)
-    model = IRGAN(**TINY).fit(fit_part, valid=valid, progress=False)
+    validate = metric_validator(fit_part, valid, "precision@5")
+    model = IRGAN(**TINY).fit(fit_part, validate=validate, progress=False)
     assert model.positives_.csr.nnz == len(fit_part)  # nothing carved out on top
     assert all(math.isfinite(h["valid"]) for h in model.history_)
+    # valid= names the hold-out of train that validate measures on: learned from the rest only
+    held_out = IRGAN(**TINY).fit(tiny, validate=validate, valid=valid, progress=False)
+    assert held_out.positives_.csr.nnz == len(fit_part)
+    assert [h["valid"] for h in held_out.history_] == [h["valid"] for h in model.history_]
     other = synthetic_interactions(61, 40, 900, n_clusters=4, seed=1)
     with pytest.raises(DataError, match="id space"):
-        IRGAN(**TINY).fit(fit_part, valid=other, progress=False)
+        IRGAN(**TINY).fit(fit_part, validate=validate, valid=other, progress=False)
+    with pytest.raises(DataError, match="id space"):
+        metric_validator(fit_part, other)
+
+
+def test_validate_gets_the_model_scoring_with_the_net_under_selection(tiny) -> None:
+    """validate(model) is called after every DNS pre-training epoch and every outer epoch (and
+    at epoch 0); the model then scores with the MF being measured, not the final players."""
+    model = IRGAN(**TINY)
+    seen = []
+
+    def validate(m: IRGAN) -> float:
+        assert m is model
+        seen.append(m.score([0, 1, 2]).clone())
+        return float(len(seen) == 2)  # the second pre-training epoch is the best one
+
+    model.fit(tiny, validate=validate, progress=False)
+    assert len(seen) == TINY["pretrain_epochs"] + 1 + TINY["epochs"]
+    assert model.best_epoch_ == 0 and [h["valid"] for h in model.pretrain_history_] == [0, 1, 0]
+    start = model.score_pretrained([0, 1, 2])  # the kept pre-trained MF: the second epoch's
+    assert torch.equal(start, seen[1]) and not torch.equal(start, seen[0])
+    assert torch.equal(model.score([0, 1, 2]), seen[TINY["pretrain_epochs"]])  # epoch 0 kept
+
+
+def test_a_hold_out_needs_a_caller_built_validator(tiny) -> None:
+    with pytest.raises(ParamError, match="validate: needed: valid_ratio=0.2"):
+        IRGAN(**TINY).fit(tiny, progress=False)
+    _, held = IRGAN(**TINY).holdout_split(tiny)
+    with pytest.raises(ParamError, match="valid: is the held-out part of train"):
+        IRGAN(**TINY).fit(tiny, valid=held, progress=False)
+    model = IRGAN(**{**TINY, "valid_ratio": 0.0}).fit(tiny, progress=False)
+    assert all(math.isnan(h["valid"]) for h in model.history_)
+    assert model.best_epoch_ == TINY["epochs"]  # no selection: the last epoch
+    assert holdout_validation(model, tiny) == {}

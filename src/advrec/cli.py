@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import advrec.vocabulary as V
 from advrec.errors import AdvrecError
 
 app = typer.Typer(
@@ -31,45 +32,21 @@ out = Console()
 RUN_FILE = "run.json"
 
 
-class Protocol(str, Enum):
-    full = "full"
-    sampled = "sampled"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A choice type for Typer from one of advrec's vocabularies (members named like the values,
+    ``-`` as ``_``), so the command line offers exactly what the library knows."""
+    return Enum(name, [(v.replace("-", "_"), v) for v in values], type=str)
 
 
-class SplitName(str, Enum):
-    auto = "auto"
-    predefined = "predefined"
-    leave_one_out = "leave-one-out"
-    holdout = "holdout"
-    temporal = "temporal"
-
-
-class AttackMethod(str, Enum):
-    fgsm = "fgsm"
-    random = "random"
-    pgd = "pgd"
-
-
-class Block(str, Enum):
-    user = "user"
-    item = "item"
-    both = "both"
-
-
-class Norm(str, Enum):
-    l2 = "l2"
-    linf = "linf"
-
-
-class TargetMode(str, Enum):
-    push = "push"
-    nuke = "nuke"
-
-
-class ValidName(str, Enum):
-    none = "none"
-    leave_one_out = "leave-one-out"
-    holdout = "holdout"
+Protocol = _choices("Protocol", V.PROTOCOLS)
+SplitName = _choices("SplitName", V.SPLITS)
+AttackMethod = _choices("AttackMethod", V.PERTURBATIONS)
+Block = _choices("Block", V.BLOCKS)
+Norm = _choices("Norm", V.NORMS)
+TargetMode = _choices("TargetMode", V.TARGET_MODES)
+ValidName = _choices("ValidName", V.VALIDATION_SPLITS)
+Intent = _choices("Intent", V.INTENTS)
+Executor = _choices("Executor", V.EXECUTORS)
 
 
 DEBUG = {"on": False}
@@ -206,11 +183,11 @@ def _fmt_int(v) -> str:
 @app.command()
 def train(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Model name: itempop, bprmf, apr, userknn, itemknn, mf, cfgan, irgan.")],
+    model: Annotated[str, typer.Argument(help=f"Model name: {V.listing(V.MODELS)}.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the trained model and run.json to.")],
     dataset: Annotated[str, typer.Option(help="Data set name (see `advrec datasets`), or the label of --data.")] = "movielens-500",
     data: Annotated[Path | None, typer.Option(help="Your own interaction file instead of a registered data set (needs --format).")] = None,
-    data_format: Annotated[str | None, typer.Option("--format", help="Format of --data: ml-100k, ml-1m, ratings-csv, delimited, lightgcn, cfgan.")] = None,
+    data_format: Annotated[str | None, typer.Option("--format", help=f"Format of --data: {V.listing(V.FORMATS)}.")] = None,
     test_data: Annotated[Path | None, typer.Option(help="With --data: its test file (a predefined split in one id space).")] = None,
     sep: Annotated[str | None, typer.Option(help="--format delimited: the separator, e.g. ',' or '\\t'.")] = None,
     columns: Annotated[str | None, typer.Option(help="--format delimited: comma-separated column names (user,item[,rating][,timestamp]; '-' skips one).")] = None,
@@ -227,7 +204,7 @@ def train(
     dim: Annotated[int, typer.Option(help="Embedding size.")] = 64,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.05,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size (triples).")] = 512,
-    optimizer: Annotated[str, typer.Option(help="adagrad, adam or sgd.")] = "adagrad",
+    optimizer: Annotated[str, typer.Option(help=f"{V.listing(V.OPTIMIZERS)}.")] = "adagrad",
     reg: Annotated[float, typer.Option(help="L2 regularisation on the batch's embeddings.")] = 0.0,
     backend: Annotated[str, typer.Option(help="auto, numba (compiled CPU epoch) or torch.")] = "auto",
     adversarial: Annotated[str | None, typer.Option(help="Adversarial training: 'apr' (He et al. SIGIR'18); same as MODEL apr.")] = None,
@@ -320,7 +297,7 @@ def _own_data(ctx: typer.Context, data: Path | None, data_format: str | None,
             raise _config_error(f"{(given or ['--header'])[0]} describes a file of your own: give --data")
         return {}
     if data_format is None:
-        raise _config_error("--data needs --format (ml-100k, ml-1m, ratings-csv, delimited, lightgcn, cfgan)")
+        raise _config_error(f"--data needs --format ({V.listing(V.FORMATS)})")
     options = {}
     if sep is not None:
         options["sep"] = sep.encode().decode("unicode_escape")  # '\t' typed as two characters
@@ -593,17 +570,12 @@ def handson(
 
 
 # ---------------------------------------------------------------------------- shilling
-class Intent(str, Enum):
-    push = "push"
-    nuke = "nuke"
-
-
 @app.command()
 def shill(
-    victims: Annotated[list[str], typer.Argument(help="Victim model names (userknn, itemknn, mf, bprmf, itempop, …).")],
+    victims: Annotated[list[str], typer.Argument(help=f"Victim model names: {V.listing(V.MODELS)}.")],
     dataset: Annotated[str, typer.Option(help="Data set (its predefined split, else a seeded 80/20 hold-out).")] = "ml-100k",
     fold: Annotated[str | None, typer.Option(help="Predefined fold, e.g. u1 for ml-100k.")] = None,
-    attack: Annotated[list[str], typer.Option("--attack", help="Attack (repeat): random, average, bandwagon, reverse_bandwagon, popular, lovehate, segment, perfect_knowledge.")] = ["average"],  # noqa: B006
+    attack: Annotated[list[str], typer.Option("--attack", help=f"Attack (repeat): {V.listing(V.SHILLING_ATTACKS)}.")] = ["average"],  # noqa: B006
     size: Annotated[list[float], typer.Option("--size", help="Attack size: fake users as a fraction of real users (repeat).")] = [0.05],  # noqa: B006
     filler: Annotated[float, typer.Option(help="Filler size: a fraction of the items (< 1) or a count (>= 1).")] = 0.03,
     targets: Annotated[str | None, typer.Option(help="Comma-separated raw item ids to push/nuke (default: chosen by --target-strategy).")] = None,
@@ -664,7 +636,7 @@ def detect(
     attack: Annotated[list[str], typer.Option("--attack", help="Held-out test attack types (repeat); detectors train on the others.")] = ["random", "average", "bandwagon", "segment", "love_hate"],  # noqa: B006
     size: Annotated[float, typer.Option(help="Test attack size (fraction of real users).")] = 0.05,
     filler: Annotated[float, typer.Option(help="Test filler size (fraction of items).")] = 0.05,
-    detector: Annotated[list[str], typer.Option("--detector", help="svm, knn, forest (supervised), pca, rule (unsupervised); repeat.")] = ["svm", "pca", "rule"],  # noqa: B006
+    detector: Annotated[list[str], typer.Option("--detector", help=f"Detector (repeat): {V.listing(V.CLASSIFIERS)} (supervised), {V.listing(V.DETECTORS[len(V.CLASSIFIERS):])} (unsupervised).")] = ["svm", "pca", "rule"],  # noqa: B006
     victim: Annotated[str | None, typer.Option(help="Victim to retrain with no defence / after filtering / with perfect removal ('none' to skip).")] = "mf",
     n_targets: Annotated[int, typer.Option(help="Target items per attack.")] = 3,
     k: Annotated[int, typer.Option(help="Cutoff of the hit ratios.")] = 10,
@@ -717,11 +689,6 @@ def detect(
 
 
 # ---------------------------------------------------------------------------- experiments
-class Executor(str, Enum):
-    local = "local"
-    ray = "ray"
-
-
 MAX_CELLS_HELP = "Refuse a grid of more cells than this (checked before anything is expanded)."
 
 

@@ -34,9 +34,10 @@ from advrec.training.perturbation import (
     random_direction,
 )
 from advrec.validation import check_float, check_int
+from advrec.vocabulary import PERTURBATIONS, TARGET_MODES
 
-METHODS = ("fgsm", "random", "pgd")
-MODES = ("push", "nuke")
+METHODS = PERTURBATIONS
+MODES = TARGET_MODES
 Perturbation = dict[str, torch.Tensor]
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
+from advrec.vocabulary import INTENTS, TARGET_STRATEGIES
 
 __all__ = [
     "ATTACKS",
@@ -54,7 +55,7 @@ __all__ = [
     "select_targets",
 ]
 
-INTENTS = ("push", "nuke")
+
 SIZE_WARNING = 0.3
 """Attack sizes above this fraction of real users trigger a warning (1–15 % is the usual range)."""
 FAKE_PREFIX = "fake"
@@ -596,7 +597,7 @@ def generate(attack: str | ShillingAttack, data: Interactions, targets, size: fl
 
 
 # ----------------------------------------------------------------------------- targets
-STRATEGIES = ("random", "popular", "unpopular", "quantile")
+STRATEGIES = TARGET_STRATEGIES
 
 
 def select_targets(data: Interactions, n: int = 1, strategy: str = "random",

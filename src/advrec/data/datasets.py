@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from advrec.data import io
+import advrec.data.io as io
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError, OutputError, ParamError
 from advrec.outputs import OutputDir, check_dir, read_marker, remove_output

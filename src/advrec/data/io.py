@@ -34,6 +34,7 @@ from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError, ParamError
 from advrec.outputs import write_file
 from advrec.validation import check_bool, check_float, check_int, plain
+from advrec.vocabulary import UNSEEN
 
 __all__ = [
     "read_delimited",
@@ -51,7 +52,7 @@ _ID_FIELDS = ("user", "item")
 _UNIT_SEP = "\x1f"  # stands in for multi-character separators so the C engine can parse them
 _C_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _C_EOF_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
-_UNSEEN = ("error", "drop", "keep")
+_UNSEEN = UNSEEN
 _INT64_MAX = "9223372036854775807"
 _INT64_MIN_ABS = "9223372036854775808"
 _INT64_RANGE = "-9223372036854775808..9223372036854775807"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from advrec.data import datasets, filters, io, splits
+import advrec.data.datasets as datasets
+import advrec.data.filters as filters
+import advrec.data.io as io
+import advrec.data.splits as splits
 from advrec.data.splits import Split
 from advrec.errors import ConfigError, ParamError
 from advrec.validation import check_choice, check_float, check_int, plain
+from advrec.vocabulary import SPLITS, VALIDATION_SPLITS
 
-SPLITS = ("auto", "predefined", "leave-one-out", "holdout", "temporal")
-VALIDATION = ("none", "leave-one-out", "holdout")
+VALIDATION = VALIDATION_SPLITS
 
 
 @dataclass(frozen=True)

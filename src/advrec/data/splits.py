@@ -166,6 +166,33 @@ def _pair_set(data: Interactions) -> np.ndarray:
     return np.unique(data.users * np.int64(data.n_items) + data.items)
 
 
+def complement(data: Interactions, part: Interactions,
+               names: tuple[str, str] = ("data", "part")) -> Interactions:
+    """What remains of ``data`` once its held-out ``part`` is taken away: the records of ``data``
+    whose (user, item) pair is not in ``part``, in their order, in the same id space (every copy
+    of a repeated pair leaves). With ``part`` the held-out side of :func:`validation_split`, this
+    is its other side (identical when ``data`` has no repeated pairs).
+
+    ``part`` must share ``data``'s id space and hold only pairs of ``data``: a
+    :class:`DataError` naming both (``names``) otherwise.
+    """
+    check_data(data, names[0])
+    check_data(part, names[1])
+    if not data.same_space(part):
+        raise DataError(f"{names[1]} ({part.n_users}×{part.n_items}) is not in {names[0]}'s id "
+                        f"space ({data.n_users}×{data.n_items} or different raw ids): expected "
+                        f"a held-out part of {names[0]}")
+    keys = data.users * np.int64(data.n_items) + data.items
+    held = _pair_set(part)
+    missing = np.setdiff1d(held, keys)
+    if len(missing):
+        u, i = divmod(int(missing[0]), data.n_items)
+        pair = (_plain(data.user_ids[u]), _plain(data.item_ids[i]))
+        raise DataError(f"{len(missing)} (user, item) pair(s) of {names[1]} are not in "
+                        f"{names[0]}, e.g. {pair!r}: expected a held-out part of {names[0]}")
+    return data.subset(~np.isin(keys, held))
+
+
 def check_split(train: Interactions, test: Interactions,
                 valid: Interactions | None = None) -> None:
     """Raise :class:`DataError` unless the parts share one id space and no (user, item) pair."""

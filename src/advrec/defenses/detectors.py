@@ -34,11 +34,12 @@ from sklearn.svm import SVC
 from advrec.data.interactions import Interactions
 from advrec.defenses.features import ProfileFeatures, check_features, profile_features
 from advrec.errors import ConfigError, DataError, NotFittedError
+from advrec.vocabulary import CLASSIFIERS, DEFENSES, DETECTORS
 
 __all__ = ["CLASSIFIERS", "DETECTORS", "PCADetector", "RuleDetector", "SupervisedDetector",
            "filter_profiles", "make_detector", "pca_distances", "robust_z", "DEFENSES"]
 
-CLASSIFIERS = ("svm", "knn", "forest")
+
 DEFAULT_RULES = (("rdma", "high"), ("length_var", "low"))
 Profiles = Interactions | ProfileFeatures
 
@@ -362,8 +363,7 @@ class RuleDetector(_Detector):
 
 
 # ----------------------------------------------------------------------------- factory, filter
-DETECTORS = (*CLASSIFIERS, "pca", "rule")
-DEFENSES = (*DETECTORS, "perfect")  # "perfect": removes exactly the fake profiles (upper bound)
+
 
 
 def make_detector(name: str, seed: int = 0, **params) -> _Detector:

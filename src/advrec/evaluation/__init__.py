@@ -28,6 +28,7 @@ from advrec.evaluation.robustness import (
     relative_change,
     target_hit_ratio,
 )
+from advrec.evaluation.selection import holdout_validation, metric_validator
 from advrec.evaluation.shilling import (
     ShillingImpact,
     attack_impact,
@@ -62,6 +63,8 @@ __all__ = [
     "detection_study",
     "feature_histograms",
     "make_victim",
+    "holdout_validation",
+    "metric_validator",
     "hit_ratio",
     "mrr",
     "ndcg",

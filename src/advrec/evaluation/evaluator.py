@@ -20,11 +20,12 @@ from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
 from advrec.evaluation.metrics import ALL_METRICS, PAD, check_ks, rank_metrics
 from advrec.evaluation.significance import compare_results
+from advrec.vocabulary import PROTOCOLS
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 """``users (LongTensor [B]) -> scores (Tensor [B, n_items])``: what the evaluator ranks."""
 
-PROTOCOLS = ("full", "sampled")
+
 _NEG_BLOCK = 1024  # users per block when sampling negatives: fixed, so chunk_size cannot matter
 
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from scipy import stats
 
 from advrec.errors import ConfigError, DataError
+from advrec.vocabulary import SIGNIFICANCE_TESTS
 
-if TYPE_CHECKING:
-    from advrec.evaluation.evaluator import EvaluationResult
+TESTS = SIGNIFICANCE_TESTS
 
-TESTS = ("ttest", "wilcoxon")
+
+class PerUserResult(Protocol):
+    """What :func:`compare_results` reads of a result: an
+    :class:`~advrec.evaluation.evaluator.EvaluationResult` (named here only as a protocol, so
+    this module does not import the evaluator, which imports it)."""
+
+    per_user: dict[str, np.ndarray]
+    users: np.ndarray
+    protocol: str
+    n_negatives: int | None
+
+    @property
+    def label(self) -> str: ...
 
 
 def _paired_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +64,7 @@ def paired_test(a, b, test: str = "ttest") -> dict[str, float | int]:
 
 
 def compare_results(
-    res_a: EvaluationResult, res_b: EvaluationResult, metric: str, test: str = "ttest"
+    res_a: PerUserResult, res_b: PerUserResult, metric: str, test: str = "ttest"
 ) -> dict[str, float | int]:
     """:func:`paired_test` of one per-user metric of two results, over the users both evaluated.
 

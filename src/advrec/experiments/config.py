@@ -25,6 +25,23 @@ from pydantic import (
 
 from advrec.errors import AdvrecError, ConfigError
 from advrec.validation import plain
+from advrec.vocabulary import (
+    ALL_METRICS,
+    BLOCKS,
+    DEFENSES,
+    EXECUTORS,
+    INTENTS,
+    NORMS,
+    PERTURBATIONS,
+    PROTOCOLS,
+    SHILLING_ATTACKS,
+    SIGNIFICANCE_TESTS,
+    SPLITS,
+    TARGET_MODES,
+    TARGET_STRATEGIES,
+    UNSEEN,
+    VALIDATION_SPLITS,
+)
 
 SEQUENCE_PARAMS = {"adv_blocks"}  # model parameters whose value itself is a list
 NOT_MODEL_PARAMS = {"device", "seed", "patience", "validate_every"}  # set by the experiment
@@ -51,10 +68,10 @@ class DataConfig(_Strict):
     format: str | None = None
     test_path: str | None = None
     options: dict[str, Any] | None = None
-    unseen: Literal["error", "drop", "keep"] = "error"
-    split: Literal["auto", "predefined", "leave-one-out", "holdout", "temporal"] = "auto"
+    unseen: Literal[UNSEEN] = "error"
+    split: Literal[SPLITS] = "auto"
     test_ratio: float = Field(0.2, gt=0, lt=1)
-    valid: Literal["none", "leave-one-out", "holdout"] = "none"
+    valid: Literal[VALIDATION_SPLITS] = "none"
     valid_ratio: float = Field(0.1, gt=0, lt=1)
     binarize: float | None = None
     min_user_count: int = Field(0, ge=0)
@@ -143,14 +160,14 @@ class ModelConfig(_Strict):
 class AttackConfig(_Strict):
     """A parameter attack; list-valued ``eps``/``blocks``/``norm``/``steps`` expand."""
 
-    method: Literal["fgsm", "random", "pgd"]
+    method: Literal[PERTURBATIONS]
     eps: float | list[float] = 0.5
     blocks: str | list[str] = "both"
-    norm: Literal["l2", "linf"] | list[Literal["l2", "linf"]] = "l2"
+    norm: Literal[NORMS] | list[Literal[NORMS]] = "l2"
     steps: int | list[int] = 10
     step_size: float | None = None
     targets: list[int | str] | None = None
-    mode: Literal["push", "nuke"] = "push"
+    mode: Literal[TARGET_MODES] = "push"
 
     @field_validator("eps")
     @classmethod
@@ -164,8 +181,8 @@ class AttackConfig(_Strict):
     @classmethod
     def _blocks(cls, v):
         for b in v if isinstance(v, list) else [v]:
-            if b not in ("user", "item", "both"):
-                raise ValueError(f"unknown block {b!r}; allowed: user, item, both")
+            if b not in BLOCKS:
+                raise ValueError(f"unknown block {b!r}; allowed: {', '.join(BLOCKS)}")
         return v
 
 
@@ -186,16 +203,14 @@ class ShillingConfig(_Strict):
     size: float | list[float] = 0.05
     filler: float | list[float] = 0.05
     n_targets: int = Field(3, ge=1)
-    target_strategy: Literal["random", "popular", "unpopular", "quantile"] = "quantile"
+    target_strategy: Literal[TARGET_STRATEGIES] = "quantile"
     targets: list[int | str] | None = None
-    intent: Literal["push", "nuke"] = "push"
+    intent: Literal[INTENTS] = "push"
 
     @field_validator("attack")
     @classmethod
     def _known_attack(cls, v: str) -> str:
-        from advrec.attacks.shilling import ATTACKS
-
-        _require_known(v.lower(), ATTACKS, "shilling attack")
+        _require_known(v.lower(), SHILLING_ATTACKS, "shilling attack")
         return v.lower()
 
     @field_validator("size", "filler")
@@ -228,17 +243,13 @@ class DefenseConfig(_Strict):
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
-        from advrec.defenses.detectors import DEFENSES
-
         _require_known(v.lower(), DEFENSES, "detector")
         return v.lower()
 
     @field_validator("train_attacks")
     @classmethod
     def _known_train_attacks(cls, v):
-        from advrec.attacks.shilling import ATTACKS
-
-        _require_known(v or [], ATTACKS, "shilling attack")
+        _require_known(v or [], SHILLING_ATTACKS, "shilling attack")
         return v
 
     @field_validator("features")
@@ -252,11 +263,11 @@ class DefenseConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 100], min_length=1)
-    metrics: list[Literal["hr", "ndcg", "auc", "precision", "recall", "mrr", "map"]] = Field(
+    metrics: list[Literal[ALL_METRICS]] = Field(
         default_factory=lambda: ["hr", "ndcg", "auc"], min_length=1)
-    protocol: Literal["full", "sampled"] = "full"
+    protocol: Literal[PROTOCOLS] = "full"
     n_negatives: int = Field(99, ge=1)
-    significance: Literal["ttest", "wilcoxon"] = "ttest"
+    significance: Literal[SIGNIFICANCE_TESTS] = "ttest"
 
 
 class ExperimentConfig(_Strict):
@@ -273,7 +284,7 @@ class ExperimentConfig(_Strict):
     seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
     device: str | None = "cpu"
     output: str | None = None
-    executor: Literal["local", "ray"] = "local"
+    executor: Literal[EXECUTORS] = "local"
     workers: int = Field(1, ge=1)
 
     @field_validator("name")

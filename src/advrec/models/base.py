@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from advrec._version import __version__
 from advrec.data.interactions import Interactions
 from advrec.errors import (
     CheckpointError,
@@ -49,6 +50,12 @@ MAX_LISTED_TENSORS = 100_000  # more expected tensors than this are counted, not
 
 DEVICE = Device()
 SEED = Int(low=0, high=2 ** 63 - 1)  # numpy and torch generators take any non-negative int64
+
+#: The models by registered name, which :meth:`Recommender.load` and :func:`read_manifest` look
+#: up. Filled by :mod:`advrec.models.registry` (which imports every model; the package face
+#: ``advrec.models`` imports it, so it is filled before anything here can run); a model module
+#: never imports the registry, so this module imports none of them.
+MODELS: dict[str, type[Recommender]] = {}
 
 _FLOAT_DTYPES = {"F32": "float32", "F64": "float64"}
 _INT_DTYPES = {"I32": "int32", "I64": "int64"}
@@ -140,8 +147,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def library_versions() -> dict[str, str]:
     """Versions recorded with every saved model and result."""
-    from advrec import __version__
-
     return {
         "advrec": __version__,
         "torch": torch.__version__,
@@ -508,8 +513,6 @@ class Recommender(ABC):
         tensor is used (:class:`CheckpointError` naming the file and the field or tensor);
         nothing on disk is changed. ``device`` overrides the saved device.
         """
-        from advrec.models import MODELS
-
         path = as_path(path)
         if device is not None:
             DEVICE.check(device, "device")
@@ -559,8 +562,6 @@ def read_manifest(path: str | os.PathLike) -> dict:
     integers or strings without duplicates; ``extra`` a dict. Any failure is a one-line
     :class:`CheckpointError` naming the file and the field.
     """
-    from advrec.models import MODELS
-
     path = as_path(path)
     mpath = path / MANIFEST
     if path.exists() and not path.is_dir():

@@ -7,8 +7,7 @@ from collections.abc import Iterable
 import torch
 
 from advrec.errors import ConfigError
-
-OPTIMIZERS = ("adagrad", "adam", "sgd")
+from advrec.vocabulary import OPTIMIZERS
 
 
 def check_optimizer(name: str) -> str:

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 
 from advrec.errors import ConfigError
 from advrec.validation import check_float
-
-NORMS = ("l2", "linf")
+from advrec.vocabulary import NORMS
 
 
 def check_eps(eps: float) -> float:

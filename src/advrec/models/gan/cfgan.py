@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from advrec.data.interactions import Interactions
-from advrec.data.splits import validation_split
-from advrec.errors import DataError, TrainingError
+from advrec.data.splits import complement, validation_split
+from advrec.errors import DataError, ParamError, TrainingError
 from advrec.metric_names import RANK_METRICS
 from advrec.models.base import (
     DEVICE,
@@ -194,11 +194,17 @@ class CFGAN(Recommender):
 
     Defaults are the official ML-100K setting (item-based, ZP with 70 % / 70 %, α = 0.03, G 400×1,
     D 125×1, Adam 1e-4, batches 32 / 64, 4 G passes and 2 D passes per epoch, reg_G 1e-3) except
-    ``epochs``. ``valid_ratio`` > 0 holds out that share of each user's training items, picks the
-    epoch with the best ``valid_metric`` on it and keeps that epoch's weights (``refit=True``
-    retrains on all training data for that many epochs instead); scoring always conditions on the
-    full training vectors. ``fit(train, validate=f)`` uses a caller's ``f(model) -> float``
-    instead of the internal split.
+    ``epochs``.
+
+    Epoch selection: ``fit(train, validate=f)`` calls ``f(model) -> float`` (higher is better)
+    after every epoch and keeps the best epoch's weights; the model does not measure itself (the
+    caller builds ``f``, e.g. with :mod:`advrec.evaluation.selection`). ``valid_ratio`` > 0 (with
+    ``valid_metric``) declares the hold-out to select on: :meth:`holdout_split` carves that share
+    of each user's training items, and ``fit(train, validate=f, valid=held)`` learns from the rest
+    while it picks the epoch; ``refit=True`` then retrains on all of ``train`` for that many epochs
+    instead. Scoring always conditions on the full training vectors.
+    ``fit(train, **advrec.evaluation.holdout_validation(model, train))`` does all of it.
+    ``valid_ratio=0``: no selection without ``validate``, the last epoch is kept.
     """
 
     name = "cfgan"
@@ -314,17 +320,46 @@ class CFGAN(Recommender):
         """Score with ``net`` conditioned on ``cond`` from now on (drops the score cache)."""
         self.net_, self.cond_, self._cache = net, cond, None
 
+    # ------------------------------------------------------------------ validation
+    def holdout_split(self, train: Interactions) -> tuple[Interactions, Interactions] | None:
+        """``(rest, held)``: the validation hold-out ``valid_ratio`` asks for (a random share of
+        each user's items of ``train``, seeded by ``seed``) and what the model learns from while
+        it picks the epoch; None when ``valid_ratio`` or ``epochs`` is 0. Pass ``held`` as
+        ``fit(train, validate=f, valid=held)`` with ``f`` measuring on ``held`` with ``rest``'s
+        items masked (:func:`advrec.evaluation.holdout_validation` builds both)."""
+        params = self._checked_params(self.get_params())
+        if not isinstance(train, Interactions):
+            raise ParamError("train", f"expected an Interactions, got {type(train).__name__}")
+        if params["valid_ratio"] == 0 or params["epochs"] == 0:
+            return None
+        _, held = validation_split(train, "random", params["valid_ratio"], params["seed"])
+        return complement(train, held, ("train", "valid")), held
+
+    def _learning_part(self, train: Interactions, validate: Validate | None,
+                       valid: Interactions | None) -> Interactions:
+        """What the model learns from while it picks the epoch: ``train`` without ``valid``."""
+        if valid is not None:
+            if validate is None:
+                raise ParamError("valid", "is the held-out part of train that validate measures "
+                                          "on: pass validate too (advrec.evaluation."
+                                          "holdout_validation(model, train) builds both)")
+            return complement(train, valid, ("train", "valid"))
+        if validate is None and self.valid_ratio > 0 and self.epochs > 0:
+            raise ParamError("validate", f"needed: valid_ratio={self.valid_ratio} selects the "
+                                         f"epoch on a hold-out, measured by a caller's "
+                                         f"validate(model) -> float; pass fit(train, "
+                                         f"**holdout_validation(model, train)) (advrec."
+                                         f"evaluation), or set valid_ratio=0 to keep the last "
+                                         f"epoch")
+        return train
+
     # ------------------------------------------------------------------ fit
     def _fit(self, train: Interactions, validate: Validate | None = None,
              valid: Interactions | None = None, progress: bool | None = None) -> None:
-        """Train; the epoch is chosen by ``validate(model)``, on ``valid``, or on an internal
-        ``valid_ratio`` hold-out of ``train`` (in that order of preference)."""
+        """Train; with ``validate`` the epoch with the best ``validate(model)`` is kept, learned
+        from ``train`` without ``valid`` (the hold-out ``validate`` measures on), if given."""
         self._check_data(train)
-        fit_part = train
-        if validate is None and valid is None and self.valid_ratio > 0 and self.epochs > 0:
-            fit_part, valid = validation_split(train, "random", self.valid_ratio, self.seed)
-        if validate is None and valid is not None:
-            validate = self._validator(fit_part, valid)
+        fit_part = self._learning_part(train, validate, valid)
         self.fitted_ = True  # validation scores the model while it trains
         net = self._new_net(fit_part.n_items if self.mode == "user" else fit_part.n_users)
         self._use(net, self._rows(fit_part))
@@ -335,13 +370,6 @@ class CFGAN(Recommender):
             net = self._new_net(net.gen.layers[0].in_features)
             self.history_ = self._train(net, self._rows(train), self.best_epoch_, None, progress)
         self._use(net, self._rows(train))
-
-    def _validator(self, fit_part: Interactions, valid: Interactions) -> Validate:
-        from advrec.evaluation.evaluator import Evaluator
-
-        name, k = VALID_METRIC.parse(self.valid_metric, "valid_metric")
-        evaluator = Evaluator(fit_part, valid, ks=(k,), metrics=(name,), coverage=False)
-        return lambda model: evaluator.evaluate(model).summary[f"{name}@{k}"]
 
     def _select(self, validate: Validate | None) -> int | None:
         """Restore the best validated weights; returns that epoch (None without validation)."""

@@ -26,9 +26,8 @@ from torch import nn
 
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
-from advrec.data.splits import validation_split
+from advrec.data.splits import complement, validation_split
 from advrec.errors import ConfigError, DataError, ParamError
-from advrec.evaluation.evaluator import Evaluator
 from advrec.metric_names import RANK_METRICS
 from advrec.models.base import (
     DEVICE,
@@ -38,6 +37,7 @@ from advrec.models.base import (
     check_fitted_model,
     id_array,
     resolve_device,
+    validation_value,
 )
 from advrec.training.bpr_kernel import sigmoid, softplus
 from advrec.training.trainer import _progress
@@ -252,11 +252,6 @@ class _Positives:
         return coo.row.astype(np.int64), coo.col.astype(np.int64)
 
 
-def _split_metric(spec: str) -> tuple[str, int]:
-    """"precision@5" → ("precision", 5), checked."""
-    return VALID_METRIC.parse(spec, "valid_metric")
-
-
 def _sample_rows(probs: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``counts[r]`` draws with replacement from each row's distribution: ``[rows, max]`` items and
@@ -289,9 +284,15 @@ class IRGAN(Recommender):
     IRGAN's pre-trained MF instead. The discriminator starts from U(±0.05) (official) unless
     ``pretrain_discriminator``.
 
-    Epoch selection: ``valid_ratio`` of each user's positives (``valid_method``) is carved from the
-    training data; after every outer epoch ``valid_metric`` (precision@5) of the ``recommender``
-    is measured on it and the best epoch's players are kept (epoch 0 is the pre-trained start).
+    Epoch selection: ``fit(train, validate=f)`` calls ``f(model) -> float`` (higher is better)
+    after every DNS pre-training epoch (the model then scores with the MF being pre-trained) and
+    after every outer epoch (scores of the ``recommender``), and keeps the best; the model does
+    not measure itself (the caller builds ``f``, e.g. with :mod:`advrec.evaluation.selection`).
+    ``valid_ratio`` (``valid_method``, ``valid_metric``: precision@5) declares the hold-out to
+    select on: :meth:`holdout_split` carves that share of each user's positives, and
+    ``fit(train, validate=f, valid=held)`` learns from the rest (epoch 0 is the pre-trained
+    start). ``fit(train, **advrec.evaluation.holdout_validation(model, train))`` does all of it;
+    ``valid_ratio=0`` without ``validate``: no selection, the last epoch is kept.
     ``history_`` lists per epoch the mean G loss, D loss, mean reward and the validation metric.
 
     Divergences from the official code, all documented here:
@@ -319,6 +320,7 @@ class IRGAN(Recommender):
     """
 
     name = "irgan"
+    _scored_net: MFScorer | None = None  # what score() uses while validate measures training
     _param_constraints: ClassVar[dict[str, Any]] = {
         "emb_dim": Int(low=1),
         "epochs": Int(low=0),
@@ -459,9 +461,12 @@ class IRGAN(Recommender):
         return data
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, train: Interactions, valid: Interactions | None = None,
-             init_from: Recommender | None = None, progress: bool | None = None) -> None:
-        """Pre-train, then play the minimax game; ``valid`` replaces the carved validation split.
+    def _fit(self, train: Interactions, validate: Callable[[IRGAN], float] | None = None,
+             valid: Interactions | None = None, init_from: Recommender | None = None,
+             progress: bool | None = None) -> None:
+        """Pre-train, then play the minimax game; with ``validate`` the best epoch (by
+        ``validate(model)``) is kept, learned from ``train`` without ``valid`` (the hold-out
+        ``validate`` measures on), if given.
 
         ``init_from``: a fitted BPR-MF (P, Q copied into the generator, zero bias) or IRGAN (its
         pre-trained MF) instead of pre-training here.
@@ -475,47 +480,58 @@ class IRGAN(Recommender):
         self.device_ = resolve_device(self.device)
         self.backend_ = self._resolved_backend()
         self._gen = torch.Generator(device=self.device_).manual_seed(int(self.seed))
-        fit_data, valid = self._carve(self._positives(train), valid)
+        fit_data = self._positives(train)
+        if valid is not None:
+            if validate is None:
+                raise ParamError("valid", "is the held-out part of train that validate measures "
+                                          "on: pass validate too (advrec.evaluation."
+                                          "holdout_validation(model, train) builds both)")
+            fit_data = self._positives(complement(train, valid, ("train", "valid")))
+        elif validate is None and self.valid_ratio > 0:
+            raise ParamError("validate", f"needed: valid_ratio={self.valid_ratio} selects the "
+                                         f"epoch on a hold-out, measured by a caller's "
+                                         f"validate(model) -> float; pass fit(train, "
+                                         f"**holdout_validation(model, train)) (advrec."
+                                         f"evaluation), or set valid_ratio=0 to keep the last "
+                                         f"epoch")
         self.positives_ = _Positives.build(fit_data)
-        self._validate = self._validator(fit_data, valid)
+        self._validate = (None if validate is None
+                          else lambda net: self._measure(validate, net))
         start = time.perf_counter()
         self.pretrained_ = self._initial_state(fit_data, init_from, progress)
         self.pretrain_time_ = time.perf_counter() - start
         self.generator_ = self._scorer(self.pretrained_)
         self.discriminator_ = self._initial_discriminator()
-        self.fitted_ = True
+        self.fitted_ = True  # validate scores the model while it trains
         self._play(progress)
 
-    def _carve(self, data: Interactions, valid: Interactions | None
-               ) -> tuple[Interactions, Interactions | None]:
-        if valid is not None:
-            if not data.same_space(valid):
-                raise DataError("valid must be in the training data's id space")
-            return data, (self._positives(valid) if self.threshold is not None else valid)
-        if self.valid_ratio == 0:
-            return data, None
-        fit_data, held = validation_split(data, method=self.valid_method,
-                                          ratio=float(self.valid_ratio), seed=int(self.seed))
+    def holdout_split(self, train: Interactions) -> tuple[Interactions, Interactions] | None:
+        """``(rest, held)``: the validation hold-out ``valid_ratio`` asks for (that share of each
+        user's positives, by ``valid_method``, seeded by ``seed``) and the positives the model
+        learns from while it picks the epoch; None when ``valid_ratio`` is 0. Pass ``held`` as
+        ``fit(train, validate=f, valid=held)`` with ``f`` measuring on ``held`` with ``rest``'s
+        items masked (:func:`advrec.evaluation.holdout_validation` builds both)."""
+        params = self._checked_params(self.get_params())
+        if not isinstance(train, Interactions):
+            raise ParamError("train", f"expected an Interactions, got {type(train).__name__}")
+        if params["valid_ratio"] == 0:
+            return None
+        positives = self._positives(train)
+        _, held = validation_split(positives, method=params["valid_method"],
+                                   ratio=float(params["valid_ratio"]), seed=int(params["seed"]))
         if len(held) == 0:
             raise DataError("the validation split is empty (too few positives per user); "
-                            "set valid_ratio=0 or pass valid=")
-        return fit_data, held
+                            "set valid_ratio=0 or pass another validate")
+        return complement(positives, held, ("train", "valid")), held
 
-    def _validator(self, fit_data: Interactions, valid: Interactions | None
-                   ) -> Callable[[MFScorer], float] | None:
-        """net → validation metric of that net's scores (None without a validation split)."""
-        if valid is None:
-            return None
-        metric, k = _split_metric(self.valid_metric)
-        evaluator = Evaluator(fit_data, valid, ks=(k,), metrics=(metric,), coverage=False)
-        key = f"{metric}@{k}"
-
-        def validate(net: MFScorer) -> float:
-            with torch.no_grad():
-                return float(evaluator.evaluate(lambda u: net.all_scores(u.to(self.device_)))
-                             .summary[key])
-
-        return validate
+    def _measure(self, validate: Callable[[IRGAN], float], net: MFScorer) -> float:
+        """``validate(self)`` while the model scores with ``net`` (the MF being pre-trained, the
+        generator or the discriminator)."""
+        self._scored_net = net
+        try:
+            return validation_value(validate(self))
+        finally:
+            self._scored_net = None
 
     def _scorer(self, state: dict[str, torch.Tensor]) -> MFScorer:
         net = MFScorer(self.n_users_, self.n_items_, int(self.emb_dim))
@@ -569,6 +585,7 @@ class IRGAN(Recommender):
         sampler = UniformSampler(data, seed=int(self.seed))
         best, best_value = copy.deepcopy(net.state_dict()), -math.inf
         self.pretrain_history_ = []
+        self.fitted_ = True  # validate scores the model (with this net) while it pre-trains
         with _progress(progress, "irgan: DNS pre-training", int(self.pretrain_epochs), 0) as bar:
             for epoch in range(1, int(self.pretrain_epochs) + 1):
                 loss = self._dns_epoch(net, sampler)
@@ -763,7 +780,8 @@ class IRGAN(Recommender):
         return self.generator_ if self.recommender == "generator" else self.discriminator_
 
     def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self._net().all_scores(users.to(self._net().user.device))
+        net = self._net() if self._scored_net is None else self._scored_net
+        return net.all_scores(users.to(net.user.device))
 
     def score_pretrained(self, users=None) -> torch.Tensor:
         """Scores of the pre-trained MF the generator started from (for before/after tables)."""

@@ -511,7 +511,7 @@ def demo(
 
 @app.command()
 def handson(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, sweep.png and sweep.svg.")] = Path("runs/handson"),
+    out_dir: Annotated[Path, typer.Option("--out", help="The hands-on's experiment folder (results store, models, report.html, results.json, sweep.png, sweep.svg); a re-run resumes there.")] = Path("runs/handson"),
     dataset: Annotated[str, typer.Option(help="Data set (the tutorial uses movielens-500).")] = "movielens-500",
     bpr_epochs: Annotated[int, typer.Option(help="BPR-MF epochs before the first attack (tutorial: 5; paper: 1000).")] = 5,
     apr_epochs: Annotated[int, typer.Option(help="APR epochs, starting from the BPR-MF model (paper: 1000).")] = 100,
@@ -524,7 +524,7 @@ def handson(
     device: Annotated[str | None, typer.Option(help="cpu, cuda … (default: CUDA when present).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier hands-on folder at --out (only the files advrec wrote).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="--out holds another experiment's results: replace them (only the files advrec wrote).")] = False,
 ) -> None:
     """The tutorial's hands-on: train BPR-MF, attack it with FGSM, train APR from it, attack
     again; then the ε sweep (adversarial vs random, BPR-MF vs APR) as a table and a plot."""
@@ -539,7 +539,7 @@ def handson(
     from advrec.validation import check_float
 
     with _errors(options={"eps": "--eps", "attack_eps": "--attack-eps", "k": "--k"}):
-        check_dir(out_dir, "handson", overwrite=overwrite)
+        check_dir(out_dir, "experiment", identity="handson", overwrite=overwrite)
         try:
             sweep_eps = tuple(float(e) for e in sweep.split(",") if e.strip())
         except ValueError:
@@ -551,8 +551,11 @@ def handson(
                             eps=eps, adv_reg=adv_reg, attack_eps=attack_eps, sweep_eps=sweep_eps,
                             k=k, seed=seed, device=device)
         log = (lambda _m: None) if (quiet or json_out) else (lambda m: err.print(m, highlight=False))
-        result = run_handson(cfg, log=log)
-        paths = write_outputs(result, out_dir, overwrite=overwrite)
+        result = run_handson(cfg, output=out_dir, log=log, overwrite=overwrite)
+        paths = write_outputs(result, out_dir)
+        from advrec.experiments.report import write_report
+
+        paths["report"] = write_report(out_dir)
         if json_out:
             print(json.dumps(result.to_dict()))
             return
@@ -566,7 +569,8 @@ def handson(
             for r in rows:
                 table.add_row(*(escape(c) for c in r))
             out.print(table)
-        out.print(f"plot: {paths['png']} and {paths['svg']}; all numbers: {paths['json']}")
+        out.print(f"plot: {paths['png']} and {paths['svg']}; all numbers: {paths['json']}; "
+                  f"report: {paths['report']}")
 
 
 # ---------------------------------------------------------------------------- shilling

@@ -1,5 +1,6 @@
 """The RecSys 2020 hands-on, end to end: BPR-MF → FGSM attack → APR → FGSM attack again, plus the
-ε sweep (adversarial vs random, BPR-MF vs APR) as a table and a plot.
+ε sweep (adversarial vs random, BPR-MF vs APR) as a table and a plot. A preset: it builds an
+experiment and runs it on the engine (the same store, report and resuming as `advrec run`).
 
 A BPR-MF trained for the same total number of epochs as APR ("BPR-MF longer") is reported beside
 it, so that the effect of adversarial training is not confused with the effect of training longer.
@@ -9,16 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from advrec.data.prepare import DataSpec, prepare
+import numpy as np
+
 from advrec.errors import ConfigError
-from advrec.evaluation.evaluator import Evaluator
-from advrec.evaluation.robustness import AttackOutcome, attack_and_evaluate, epsilon_sweep
-from advrec.models import APR, BPRMF
+from advrec.evaluation.evaluator import EvaluationResult
+from advrec.evaluation.robustness import AttackOutcome
+from advrec.experiments.config import ExperimentConfig, parse_config
+from advrec.experiments.store import ResultsStore
 from advrec.models.base import library_versions
 from advrec.outputs import atomic_write, claim_dir
 
@@ -66,57 +68,81 @@ class HandsOnResult:
                 "seconds": self.seconds, "versions": library_versions()}
 
 
-def run_handson(config: HandsOnConfig = HandsOnConfig(),
-                log: Callable[[str], None] = lambda _msg: None,
-                progress: bool | None = False) -> HandsOnResult:
-    """Run every stage; ``log`` receives one line per stage as it finishes."""
-    cfg = config
-    parts = prepare(DataSpec(dataset=cfg.dataset, seed=cfg.seed))
-    train = parts.train
-    metrics = ("hr", "ndcg", "auc")
-    ev = Evaluator(train, parts.test, ks=(cfg.k,), metrics=metrics, coverage=False,
-                   device=cfg.device)
-    result = HandsOnResult(cfg)
-    common = dict(n_factors=cfg.n_factors, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                  device=cfg.device)
+NAME = "handson"  # the experiment's name: its folder resumes across calls
 
-    t0 = time.perf_counter()
-    bpr = BPRMF(epochs=cfg.bpr_epochs, **common).fit(train, progress=progress)
-    result.seconds["bpr"] = time.perf_counter() - t0
-    attacked = _stage(result, "BPR-MF", cfg.bpr_epochs, bpr, train, ev, cfg)
-    ndcg = f"ndcg@{cfg.k}"
-    log(f"BPR-MF ({cfg.bpr_epochs} epochs): nDCG@{cfg.k} {attacked.before.summary[ndcg]:.4f}"
-        f" → {attacked.after.summary[ndcg]:.4f} under FGSM ε={cfg.attack_eps}")
-    models = {"BPR-MF": bpr}
+
+def handson_experiment(config: HandsOnConfig, output: str | os.PathLike) -> ExperimentConfig:
+    """The hands-on as an experiment: BPR-MF; APR trained on from it and the BPR-MF trained as
+    long (the control); FGSM and random noise at every ε of the sweep and the stage's ε."""
+    cfg = config
+    common = {"n_factors": cfg.n_factors, "lr": cfg.lr, "batch_size": cfg.batch_size}
+    models = [{"name": "bprmf", "label": "BPR-MF", "params": {"epochs": cfg.bpr_epochs, **common}}]
     if cfg.apr_epochs:
-        t0 = time.perf_counter()
-        apr = APR(epochs=cfg.apr_epochs, eps=cfg.eps, adv_reg=cfg.adv_reg, **common).fit(
-            train, init_from=bpr, progress=progress)
-        result.seconds["apr"] = time.perf_counter() - t0
-        attacked = _stage(result, "APR", cfg.bpr_epochs + cfg.apr_epochs, apr, train, ev, cfg)
-        log(f"APR (+{cfg.apr_epochs} epochs): nDCG@{cfg.k} "
-            f"{attacked.before.summary[f'ndcg@{cfg.k}']:.4f} → "
-            f"{attacked.after.summary[f'ndcg@{cfg.k}']:.4f} under FGSM ε={cfg.attack_eps}")
-        longer = BPRMF(epochs=cfg.apr_epochs, **common).fit(train, init_from=bpr,
-                                                           progress=progress)
-        _stage(result, "BPR-MF longer", cfg.bpr_epochs + cfg.apr_epochs, longer,
-               train, ev, cfg)
-        models.update({"APR": apr, "BPR-MF longer": longer})
-    t0 = time.perf_counter()
-    for name, model in models.items():
-        for outcome in epsilon_sweep(model, train, ev, cfg.sweep_eps, ("fgsm", "random"),
-                                     seed=cfg.seed):
-            result.sweep.append({"model": name, **outcome.row()})
-    result.seconds["sweep"] = time.perf_counter() - t0
-    log(f"ε sweep: {len(result.sweep)} attacked evaluations in {result.seconds['sweep']:.1f} s")
+        models += [
+            {"name": "apr", "label": "APR", "init": "BPR-MF",
+             "params": {"epochs": cfg.apr_epochs, "eps": cfg.eps, "adv_reg": cfg.adv_reg,
+                        **common}},
+            {"name": "bprmf", "label": "BPR-MF longer", "init": "BPR-MF",
+             "params": {"epochs": cfg.apr_epochs, **common}}]
+    eps = sorted({*cfg.sweep_eps, cfg.attack_eps})
+    return parse_config({
+        "name": NAME, "description": "The RecSys 2020 hands-on: BPR-MF, FGSM, APR, FGSM again",
+        "data": {"dataset": cfg.dataset}, "models": models,
+        "attacks": [{"method": "fgsm", "eps": eps}, {"method": "random", "eps": eps}],
+        "evaluation": {"ks": [cfg.k], "metrics": ["hr", "ndcg", "auc"]},
+        "seeds": [cfg.seed], "device": cfg.device, "output": str(output)}, source="handson")
+
+
+def run_handson(config: HandsOnConfig = HandsOnConfig(),
+                output: str | os.PathLike = "runs/handson",
+                log: Callable[[str], None] = lambda _msg: None,
+                progress: bool | None = False, overwrite: bool = False) -> HandsOnResult:
+    """Run the hands-on on the experiment engine (results store, models and report in
+    ``output``; a re-run resumes there) and read its stages and sweep back from the store;
+    ``log`` receives one line per stage."""
+    from advrec.experiments.runner import plan, run_experiment
+
+    cfg = config
+    experiment = handson_experiment(cfg, output)
+    summary = run_experiment(experiment, progress=progress, overwrite=overwrite, source="handson")
+    keys = {c.key for c in plan(experiment).cells}
+    with ResultsStore(summary.output, read_only=True) as store:
+        rows = [r for r in store.rows() if r["key"] in keys]
+    cells = {(r["model_label"], r["attack"], r["eps"]): r for r in rows}
+    result = HandsOnResult(cfg)
+    labels = ["BPR-MF"] + (["APR", "BPR-MF longer"] if cfg.apr_epochs else [])
+    epochs = {"BPR-MF": cfg.bpr_epochs, "APR": cfg.bpr_epochs + cfg.apr_epochs,
+              "BPR-MF longer": cfg.bpr_epochs + cfg.apr_epochs}
+    ndcg = f"ndcg@{cfg.k}"
+    for label in labels:
+        clean = _evaluation(cells[(label, "none", None)], cfg.k)
+        stage = AttackOutcome("fgsm", cfg.attack_eps, clean,
+                              _evaluation(cells[(label, "fgsm", cfg.attack_eps)], cfg.k))
+        result.stages.append({"model": label, "epochs": epochs[label], **stage.row()})
+        log(f"{label} ({epochs[label]} epochs): nDCG@{cfg.k} {stage.before.summary[ndcg]:.4f}"
+            f" → {stage.after.summary[ndcg]:.4f} under FGSM ε={cfg.attack_eps}")
+        for method in ("fgsm", "random"):
+            for eps in cfg.sweep_eps:
+                attacked = _evaluation(cells[(label, method, float(eps))], cfg.k)
+                result.sweep.append({"model": label,
+                                     **AttackOutcome(method, float(eps), clean, attacked).row()})
+    fit = {r["model_label"]: r["timings"].get("fit_seconds") for r in rows
+           if r["attack"] == "none"}
+    result.seconds = {"bpr": fit.get("BPR-MF"), "apr": fit.get("APR"),
+                      "sweep": sum(r["timings"].get("evaluate_seconds") or 0.0 for r in rows
+                                   if r["attack"] != "none")}
+    log(f"ε sweep: {len(result.sweep)} attacked evaluations, {summary.done_now} cell(s) run now, "
+        f"{summary.done_before} found done")
     return result
 
 
-def _stage(result: HandsOnResult, name: str, epochs: int, model, train, ev: Evaluator,
-           cfg: HandsOnConfig) -> AttackOutcome:
-    outcome = attack_and_evaluate(model, train, ev, "fgsm", cfg.attack_eps, seed=cfg.seed)
-    result.stages.append({"model": name, "epochs": epochs, **outcome.row()})
-    return outcome
+def _evaluation(row: dict, k: int) -> EvaluationResult:
+    """A stored cell's evaluation (its means and per-user values) as an EvaluationResult."""
+    per_user = {m: np.asarray(v, dtype=np.float64) for m, v in row["per_user"].items()
+                if m != "users"}
+    return EvaluationResult(summary=row["metrics"], per_user=per_user,
+                            users=np.asarray(row["per_user"]["users"]), protocol="full",
+                            ks=(k,), n_users=len(row["per_user"]["users"]), n_items=0)
 
 
 # ---------------------------------------------------------------------------- output
@@ -183,11 +209,10 @@ def plot_sweep(result: HandsOnResult, path: str | os.PathLike,
     return path
 
 
-def write_outputs(result: HandsOnResult, out_dir: str | os.PathLike,
-                  overwrite: bool = False) -> dict[str, Path]:
-    """results.json, sweep.png and sweep.svg in ``out_dir`` (a new or empty folder, or with
-    ``overwrite`` an earlier hands-on folder; each file written atomically)."""
-    out = claim_dir(out_dir, "handson", overwrite=overwrite)
+def write_outputs(result: HandsOnResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """results.json, sweep.png and sweep.svg in the hands-on's experiment folder ``out_dir``
+    (each written atomically and recorded there as advrec's)."""
+    out = claim_dir(out_dir, "experiment", identity=NAME)
     paths = {"json": out / "results.json", "png": out / "sweep.png", "svg": out / "sweep.svg"}
     out.write_text("results.json", json.dumps(result.to_dict(), indent=1))
     for key in ("png", "svg"):

@@ -1,7 +1,14 @@
 """Recommenders: the `Recommender` base and the models, with a registry by name."""
 
 from advrec.models.apr import APR
-from advrec.models.base import Recommender, resolve_device
+from advrec.models.base import (
+    CAPABILITIES,
+    Capabilities,
+    Recommender,
+    capability_problems,
+    check_request,
+    resolve_device,
+)
 from advrec.models.bprmf import BPRMF
 from advrec.models.gan.cfgan import CFGAN
 from advrec.models.gan.irgan import IRGAN
@@ -10,5 +17,6 @@ from advrec.models.knn import ItemKNN, UserKNN
 from advrec.models.mf import MF
 from advrec.models.registry import MODELS, get_model, load_model
 
-__all__ = ["APR", "BPRMF", "CFGAN", "IRGAN", "MF", "MODELS", "ItemKNN", "ItemPop", "Recommender",
-           "UserKNN", "get_model", "load_model", "resolve_device"]
+__all__ = ["APR", "BPRMF", "CAPABILITIES", "CFGAN", "IRGAN", "MF", "MODELS", "Capabilities",
+           "ItemKNN", "ItemPop", "Recommender", "UserKNN", "capability_problems", "check_request",
+           "get_model", "load_model", "resolve_device"]

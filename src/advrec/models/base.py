@@ -223,12 +223,191 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+# ---------------------------------------------------------------------------- capabilities
+def _is_folder_name(v: Any) -> bool:
+    return isinstance(v, (str, os.PathLike)) and str(v) != ""
+
+
+#: Every keyword option a model's ``fit`` may declare, with the check of its value and what a
+#: valid value is (``init_from`` is checked against the model's ``warm_start`` sources).
+FIT_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "progress": (lambda v: v is None or isinstance(v, bool), "true, false or None"),
+    "validate": (lambda v: v is None or callable(v), "a function model -> float or None"),
+    "valid": (lambda v: v is None or isinstance(v, Interactions), "an Interactions or None"),
+    "init_from": (lambda v: True, "a fitted model"),
+    "callbacks": (lambda v: isinstance(v, (list, tuple)), "a list of callbacks"),
+    "checkpoint_dir": (lambda v: v is None or _is_folder_name(v), "a folder name or None"),
+    "resume": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+#: The capabilities a model can be asked for (:func:`check_request`, :meth:`Recommender.supports`).
+CAPABILITIES = ("parameter_blocks", "early_stopping", "warm_start", "rating_prediction",
+                "content_features", "fit_options")
+
+_WHAT = {  # what a model lacking the capability cannot do, and what the ones having it do
+    "parameter_blocks": ("has no perturbable parameter blocks", "models with them"),
+    "early_stopping": ("has no validation-based early stopping", "models with it"),
+    "warm_start": ("cannot start from another model", "models with a warm start"),
+    "rating_prediction": ("does not predict ratings", "models that do"),
+    "content_features": ("does not use content features", "models that do"),
+}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model supports, declared on its class (``Recommender.capabilities``), in the manner
+    of scikit-learn's estimator tags; callers check a request against it (:func:`check_request`)
+    before anything runs, never by probing the object.
+
+    ``parameter_blocks``: names of the perturbable tensors ``parameter_blocks()`` returns and
+    ``score(perturbation={name: Δ})`` accepts (empty: none). ``early_stopping``: ``fit`` takes
+    ``validate`` and the model has ``patience`` / ``validate_every``. ``warm_start``: registered
+    model names ``fit(init_from=...)`` accepts (empty: no warm start). ``rating_prediction``:
+    the model has ``predict(users, items)``. ``content_features``: it uses an item × feature
+    matrix. ``fit_options``: the keyword options its ``fit`` takes (names from
+    :data:`FIT_OPTIONS`); any other keyword is refused with a :class:`ParamError` naming it.
+    """
+
+    parameter_blocks: tuple[str, ...] = ()
+    early_stopping: bool = False
+    warm_start: tuple[str, ...] = ()
+    rating_prediction: bool = False
+    content_features: bool = False
+    fit_options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # a wrong declaration is a programming error, refused when the model class is defined
+        for field in ("parameter_blocks", "warm_start", "fit_options"):
+            names = getattr(self, field)
+            if (not isinstance(names, tuple) or not all(isinstance(n, str) and n for n in names)
+                    or len(set(names)) != len(names)):
+                raise TypeError(f"Capabilities.{field}: expected a tuple of distinct names, "
+                                f"got {names!r}")
+        for field in ("early_stopping", "rating_prediction", "content_features"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"Capabilities.{field}: expected a bool, "
+                                f"got {getattr(self, field)!r}")
+        unknown = [o for o in self.fit_options if o not in FIT_OPTIONS]
+        if unknown:
+            raise ValueError(f"Capabilities.fit_options: unknown option(s) {unknown}; known: "
+                             f"{', '.join(FIT_OPTIONS)}")
+        if self.early_stopping and "validate" not in self.fit_options:
+            raise ValueError("Capabilities: early_stopping needs the fit option 'validate'")
+        if bool(self.warm_start) != ("init_from" in self.fit_options):
+            raise ValueError("Capabilities: warm_start sources and the fit option 'init_from' "
+                             "go together")
+
+
+def _model_class(model: Any) -> type[Recommender]:
+    cls = model if isinstance(model, type) else type(model)
+    if not issubclass(cls, Recommender):
+        raise ParamError("model", f"expected a model class or instance, got {plain(model)}")
+    return cls
+
+
+def _label(cls: type[Recommender]) -> str:
+    return cls.name or cls.__name__
+
+
+def _names_list(names: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def _others(capability: str) -> str:
+    """``; models with it: a, b`` (the registered models declaring ``capability``)."""
+    having = sorted(n for n, c in MODELS.items() if getattr(c.capabilities, capability))
+    return f"; {_WHAT[capability][1]}: {_names_list(having)}"
+
+
+def _requested_names(value: Any, capability: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Mapping):  # e.g. the fit keyword arguments themselves
+        value = list(value)
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ParamError(capability, f"expected true, a name or a list of names, got {plain(value)}")
+
+
+def _source_name(value: Any) -> str:
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, Recommender) or (isinstance(value, type)
+                                          and issubclass(value, Recommender)):
+        return _label(_model_class(value))
+    raise ParamError("warm_start", f"expected true or a model name, got {plain(value)}")
+
+
+def capability_problems(model: Any, **requested: Any) -> dict[str, str]:
+    """What ``model`` (a model class or instance) lacks of ``requested``, by capability: a
+    one-line reason per unmet capability (empty when everything is supported).
+
+    Requests, by keyword (a false value or None asks for nothing):
+    ``parameter_blocks=True`` (any), a block name or a list of names (``"both"``/``"all"``:
+    every block); ``early_stopping=True``; ``warm_start=True`` (any source) or the source model
+    (a registered name, class or instance); ``rating_prediction=True``;
+    ``content_features=True``; ``fit_options=`` a name, a list of names or the fit keyword dict
+    itself. An unknown keyword is a :class:`ParamError` naming it.
+    """
+    cls = _model_class(model)
+    caps, label = cls.capabilities, _label(cls)
+    problems: dict[str, str] = {}
+    for capability, value in requested.items():
+        if capability not in CAPABILITIES:
+            raise ParamError(capability, f"not a capability; expected one of "
+                                         f"{', '.join(CAPABILITIES)}")
+        if value is None or value is False or (
+                isinstance(value, (str, tuple, list, set, frozenset, Mapping)) and not value):
+            continue  # nothing asked
+        declared = getattr(caps, capability)
+        # the request's names (checked first, whatever the model declares)
+        names: tuple[str, ...] = ()
+        source: str | None = None
+        if capability == "fit_options" or (capability == "parameter_blocks"
+                                           and value is not True):
+            names = _requested_names(value, capability)
+        elif capability == "warm_start" and value is not True:
+            source = _source_name(value)
+        if capability == "fit_options":
+            missing = [o for o in names if o not in declared]
+            if missing:
+                problems[capability] = (
+                    f"model {label!r} takes no fit option(s) {', '.join(map(repr, missing))} "
+                    f"(capability fit_options: {_names_list(declared)})")
+        elif not declared:
+            problems[capability] = (f"model {label!r} {_WHAT[capability][0]} "
+                                    f"(capability {capability}){_others(capability)}")
+        elif capability == "parameter_blocks":
+            missing = [b for b in names if b not in declared and b not in ("both", "all")]
+            if missing:
+                problems[capability] = (
+                    f"model {label!r} has no parameter block(s) {', '.join(map(repr, missing))} "
+                    f"(capability parameter_blocks: {_names_list(declared)})")
+        elif capability == "warm_start" and source is not None and source not in declared:
+            problems[capability] = (f"model {label!r} cannot start from a {source!r} model "
+                                    f"(capability warm_start: {_names_list(declared)})")
+    return problems
+
+
+def check_request(model: Any, **requested: Any) -> None:
+    """Refuse, before anything runs, a request ``model`` (a model class or instance) does not
+    declare: one :class:`ConfigError` naming the model and every unmet capability (see
+    :func:`capability_problems` for the keywords), e.g. ``check_request(MF,
+    early_stopping=True)`` → "model 'mf' has no validation-based early stopping (capability
+    early_stopping); models with it: apr, bprmf"."""
+    problems = capability_problems(model, **requested)
+    if problems:
+        raise ConfigError("; ".join(problems.values()))
+
+
 # ---------------------------------------------------------------------------- the base class
 class Recommender(ABC):
     """Base of every model: hyper-parameters in ``__init__``, learned state only after :meth:`fit`.
 
     Subclasses declare ``_param_constraints`` (one constraint per ``__init__`` parameter) and
-    implement ``_fit(train, **kw)``, ``_score(users) -> Tensor`` and, to be saved,
+    ``capabilities`` (what they support, :class:`Capabilities`; the default: nothing), and
+    implement ``_fit(train, <the declared fit options>)``, ``_score(users) -> Tensor`` (with a
+    ``perturbation`` keyword when parameter blocks are declared) and, to be saved,
     ``_state() -> dict[str, Tensor]`` / ``_load_state(state)`` with ``_state_shapes()`` (the
     tensors ``_state`` stores and their shapes). Public methods check input and fitted-ness, then
     delegate (the RecPack ``fit``/``_fit`` pattern).
@@ -236,6 +415,24 @@ class Recommender(ABC):
 
     name: ClassVar[str] = ""
     _param_constraints: ClassVar[dict[str, Any]] = {}
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    # ------------------------------------------------------------------ capabilities
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        """Whether the model declares ``capability`` (one of :data:`CAPABILITIES`; for a list
+        such as ``parameter_blocks``: whether it is non-empty); a ParamError naming
+        ``capability`` for any other name."""
+        if not isinstance(capability, str) or capability not in CAPABILITIES:
+            raise ParamError("capability", f"expected one of {', '.join(CAPABILITIES)}, "
+                                           f"got {plain(capability)}")
+        return bool(getattr(cls.capabilities, capability))
+
+    @classmethod
+    def check_request(cls, **requested: Any) -> None:
+        """:func:`check_request` for this model: a ConfigError naming the model and each
+        requested capability it does not declare."""
+        check_request(cls, **requested)
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -305,49 +502,56 @@ class Recommender(ABC):
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train: Interactions, **kwargs) -> Recommender:
-        """Learn from ``train`` (an :class:`Interactions`); returns ``self``."""
+    def fit(self, train: Interactions, **options) -> Recommender:
+        """Learn from ``train`` (an :class:`Interactions`); returns ``self``.
+
+        ``options``: the keyword options the model declares (``capabilities.fit_options``);
+        any other is a :class:`ParamError` naming it, before anything is learned.
+        """
         self._use_checked_params()
         if not isinstance(train, Interactions):
             raise DataError(f"fit expects an Interactions, got {type(train).__name__}")
         if len(train) == 0:
             raise DataError("cannot fit on an empty data set")
-        self._check_fit_kwargs(kwargs)
+        self._check_fit_options(options)
         self.n_users_ = train.n_users
         self.n_items_ = train.n_items
         self.user_ids_ = train.user_ids
         self.item_ids_ = train.item_ids
         self.seen_ = train.binary_csr
-        self._fit(train, **kwargs)
+        self._fit(train, **options)
         self.fitted_ = True
         return self
 
-    def _check_fit_kwargs(self, kwargs: dict[str, Any]) -> None:
-        """Unknown keywords of ``fit`` and the common ones of the wrong type, by name."""
-        params = inspect.signature(self._fit).parameters
-        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            known = [p for p in params if p != "train"]
-            for key in kwargs:
-                if key not in known:
-                    raise ParamError(key, f"not an argument of {type(self).__name__}.fit; "
-                                          f"expected one of {', '.join(known) or 'none'}")
-        checks: dict[str, tuple[Callable[[Any], bool], str]] = {
-            "progress": (lambda v: v is None or isinstance(v, bool), "true, false or None"),
-            "resume": (lambda v: isinstance(v, bool), "true or false"),
-            "validate": (lambda v: v is None or callable(v), "a function model -> float or None"),
-            "valid": (lambda v: v is None or isinstance(v, Interactions),
-                      "an Interactions or None"),
-            "checkpoint_dir": (lambda v: v is None or (isinstance(v, (str, os.PathLike))
-                                                       and str(v) != ""),
-                               "a folder name or None"),
-            "callbacks": (lambda v: isinstance(v, (list, tuple)), "a list of callbacks"),
-        }
-        for key, (ok, expected) in checks.items():
-            if key in kwargs and not ok(kwargs[key]):
-                raise ParamError(key, f"expected {expected}, got {plain(kwargs[key])}")
+    def _check_fit_options(self, options: dict[str, Any]) -> None:
+        """Keywords of ``fit`` the model does not declare, values of the wrong type and an
+        ``init_from`` that is not a fitted model of a declared source: ParamError by name."""
+        declared = self.capabilities.fit_options
+        for key in options:
+            if key not in declared:
+                raise ParamError(key, f"not a fit option of {type(self).__name__}; expected "
+                                      f"{'one of ' + ', '.join(declared) if declared else 'none'}"
+                                      f" (capability fit_options)")
+        for key, value in options.items():
+            ok, expected = FIT_OPTIONS[key]
+            if not ok(value):
+                raise ParamError(key, f"expected {expected}, got {plain(value)}")
+        if options.get("init_from") is not None:
+            self._check_warm_start(options["init_from"])
+
+    def _check_warm_start(self, source: Any) -> None:
+        """``source`` is a fitted model whose registered name ``capabilities.warm_start`` lists."""
+        sources = self.capabilities.warm_start
+        what = " or ".join(sources) + " model"
+        check_fitted_model(source, "init_from", (Recommender,), what)
+        if source.name not in sources:
+            raise ParamError("init_from", f"expected a fitted {what}, got "
+                                          f"{type(source).__name__} ({source.name!r}); "
+                                          f"capability warm_start: {', '.join(sources)}")
 
     @abstractmethod
-    def _fit(self, train: Interactions, **kwargs) -> None: ...
+    def _fit(self, train: Interactions) -> None:
+        """Learn; a model's override takes exactly its declared ``fit_options`` as keywords."""
 
     @property
     def is_fitted(self) -> bool:
@@ -363,31 +567,32 @@ class Recommender(ABC):
             return torch.arange(self.n_users_)
         return id_tensor(users, "users", self.n_users_).reshape(-1)
 
-    def score(self, users=None, **kwargs) -> torch.Tensor:
+    def score(self, users=None, **options) -> torch.Tensor:
         """Scores of every item for each internal user id: a ``[len(users), n_items]`` tensor.
 
         ``users``: internal ids (a list, an integer array or a long tensor on any device);
-        ``None`` scores every user.
+        ``None`` scores every user. ``perturbation={block: Δ}`` scores under a perturbation of
+        the parameter blocks, for models that declare some (``capabilities.parameter_blocks``);
+        any other keyword is a ParamError naming it.
         """
         self._check_fitted()
-        self._check_score_kwargs(kwargs)
+        self._check_score_options(options)
         with torch.no_grad():
-            return self._score(self._as_users(users), **kwargs)
+            return self._score(self._as_users(users), **options)
 
-    def _check_score_kwargs(self, kwargs: dict[str, Any]) -> None:
-        if not kwargs:
-            return
-        params = inspect.signature(self._score).parameters
-        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            return
-        known = [p for p in params if p != "users"]
-        for key in kwargs:
-            if key not in known:
+    def _check_score_options(self, options: dict[str, Any]) -> None:
+        blocks = self.capabilities.parameter_blocks
+        for key in options:
+            if key == "perturbation" and not blocks:
+                raise ParamError(key, f"{type(self).__name__} has no perturbable parameter "
+                                      f"blocks (capability parameter_blocks: none)")
+            if key != "perturbation":
                 raise ParamError(key, f"not an argument of {type(self).__name__}.score; "
-                                      f"expected {', '.join(known) or 'users only'}")
+                                      f"expected {'perturbation' if blocks else 'users only'}")
 
     @abstractmethod
-    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor: ...
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of ``users`` (a long tensor); with parameter blocks also ``perturbation``."""
 
     def recommend(
         self, users=None, k: int = 10, exclude_seen: bool = True, raw_ids: bool = False
@@ -763,6 +968,7 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-__all__ = ["DEVICE", "SEED", "IdError", "MetricAtK", "Names", "Noted", "Recommender",
-           "as_path", "check_fitted_model", "id_array", "id_tensor", "read_manifest",
+__all__ = ["CAPABILITIES", "DEVICE", "FIT_OPTIONS", "SEED", "Capabilities", "IdError",
+           "MetricAtK", "Names", "Noted", "Recommender", "as_path", "capability_problems",
+           "check_fitted_model", "check_request", "id_array", "id_tensor", "read_manifest",
            "resolve_device", "validation_value"]

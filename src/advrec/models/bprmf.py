@@ -20,8 +20,8 @@ from advrec.errors import ConfigError, ParamError
 from advrec.models.base import (
     DEVICE,
     SEED,
+    Capabilities,
     Recommender,
-    check_fitted_model,
     id_tensor,
     resolve_device,
     validation_value,
@@ -148,6 +148,13 @@ class BPRMF(Recommender):
     """
 
     name = "bprmf"
+    capabilities = Capabilities(
+        parameter_blocks=BPRNet.block_names,
+        early_stopping=True,
+        warm_start=("bprmf", "apr"),
+        fit_options=("validate", "callbacks", "checkpoint_dir", "resume", "progress",
+                     "init_from"),
+    )
     _param_constraints: ClassVar[dict[str, Any]] = {
         "n_factors": Int(low=1),
         "epochs": Int(low=0),
@@ -255,8 +262,6 @@ class BPRMF(Recommender):
                 raise ConfigError("the compiled epoch supports the l2 (APR) perturbation only; "
                                   "use backend 'torch' for linf")
             backend = "torch"
-        if init_from is not None:
-            check_fitted_model(init_from, "init_from", (BPRMF,), "BPRMF or APR model")
         net = self.init_net(train.n_users, train.n_items)
         if init_from is not None:
             if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from advrec.data.interactions import Interactions
-from advrec.models.base import Recommender
+from advrec.models.base import Capabilities, Recommender
 from advrec.validation import Int
 
 
@@ -16,6 +16,7 @@ class ItemPop(Recommender):
     """Scores item i by its number of training interactions, the same for every user."""
 
     name = "itempop"
+    capabilities = Capabilities()  # no blocks, no early stopping, no warm start, no fit options
     _param_constraints: ClassVar[dict[str, Any]] = {
         "seed": Int(none_ok=True),  # unused: fitting is deterministic
     }
@@ -23,10 +24,10 @@ class ItemPop(Recommender):
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def _fit(self, train: Interactions, **kwargs) -> None:
+    def _fit(self, train: Interactions) -> None:
         self.popularity_ = torch.from_numpy(train.item_counts.astype(np.float32))
 
-    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
         return self.popularity_.expand(len(users), -1).clone()
 
     def _state(self) -> dict[str, torch.Tensor]:

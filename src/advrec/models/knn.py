@@ -42,7 +42,7 @@ import torch
 
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, IdError
-from advrec.models.base import Recommender, id_array
+from advrec.models.base import Capabilities, Recommender, id_array
 from advrec.validation import Choice, Int, Real
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")
@@ -264,6 +264,7 @@ class _NeighbourhoodModel(Recommender):
     """
 
     _by_user: ClassVar[bool] = True
+    capabilities = Capabilities(rating_prediction=True)  # fit takes no options
     _param_constraints: ClassVar[dict[str, Any]] = {
         "k": Int(low=1),
         "similarity": Choice(SIMILARITIES),
@@ -308,7 +309,7 @@ class _NeighbourhoodModel(Recommender):
                 f"neighbourhood='global' (one precomputed top-k per entity) on data this large")
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, train: Interactions, **kwargs) -> None:
+    def _fit(self, train: Interactions) -> None:
         self._check_params(train)
         r = sp.csr_matrix(train.csr, dtype=np.float64)
         self.global_mean_ = float(r.data.mean())
@@ -424,7 +425,7 @@ class _NeighbourhoodModel(Recommender):
         return np.where(den > 0, offset + num / np.where(den > 0, den, 1.0), base)
 
     # ------------------------------------------------------------------ top-N
-    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
         """UserKNN: Σ_{v∈N_k(u)} s_uv x_vi; ItemKNN: Σ_{j∈N_k(i)} s_ij x_uj (x: binary/ratings),
         global neighbourhoods whatever ``neighbourhood`` is."""
         x = self._binary if self.score_with == "binary" else self.ratings_

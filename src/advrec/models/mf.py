@@ -21,6 +21,7 @@ updates, and ALS-WR, Zhou et al. 2008), so the two solvers minimise the same obj
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,8 +31,9 @@ import torch.nn.functional as F
 
 from advrec.data.interactions import Interactions
 from advrec.errors import DataError, ParamError
-from advrec.models.base import DEVICE, SEED, Recommender, resolve_device
+from advrec.models.base import DEVICE, SEED, Capabilities, Recommender, resolve_device
 from advrec.models.knn import check_pairs
+from advrec.training.trainer import _progress
 from advrec.validation import Choice, Int, Real, plain
 
 SOLVERS = ("als", "sgd")
@@ -86,6 +88,7 @@ class MF(Recommender):
     """
 
     name = "mf"
+    capabilities = Capabilities(rating_prediction=True, fit_options=("progress",))
     _param_constraints: ClassVar[dict[str, Any]] = {
         "n_factors": Int(low=0),
         "solver": Choice(SOLVERS),
@@ -126,7 +129,8 @@ class MF(Recommender):
                 f"feedback); use a ranking model such as BPRMF, or load explicit ratings")
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, train: Interactions, **kwargs) -> None:
+    def _fit(self, train: Interactions, progress: bool | None = None) -> None:
+        """Fit by the ``solver``; ``progress`` shows a bar over the epochs (None: on a TTY)."""
         self._check_params(train)
         dev = resolve_device(self.device)
         r = sp.csr_matrix(train.csr, dtype=np.float64)
@@ -141,12 +145,13 @@ class MF(Recommender):
                   torch.zeros(train.n_items, dtype=torch.float64, device=dev)]
         run = self._fit_als if self.solver == "als" else self._fit_sgd
         self.history_: list[float] = []
-        p, q, bu, bi = run(r, params, dev, gen)
+        with _progress(progress, self.name, int(self.epochs), 0) as bar:
+            p, q, bu, bi = run(r, params, dev, gen, bar)
         self.user_factors_, self.item_factors_ = p.float(), q.float()
         self.user_bias_, self.item_bias_ = bu.float(), bi.float()
 
     def _fit_als(self, r: sp.csr_matrix, params: list[torch.Tensor], dev: torch.device,
-                 gen: torch.Generator) -> list[torch.Tensor]:
+                 gen: torch.Generator, bar: Callable[[dict], None]) -> list[torch.Tensor]:
         """Alternate the user step and the item step ``epochs`` times (one epoch = both)."""
         p, q, bu, bi = params
         rt = r.T.tocsr()
@@ -162,10 +167,11 @@ class MF(Recommender):
             x = ridge_step(pat_i, _sparse(res, dev), _augment(p, ones_u), n_i, self.reg)
             q, bi = x[:, :-1], x[:, -1]
             self.history_.append(self._objective(r, p, q, bu, bi))
+            bar({"loss": self.history_[-1]})
         return [p, q, bu, bi]
 
     def _fit_sgd(self, r: sp.csr_matrix, params: list[torch.Tensor], dev: torch.device,
-                 gen: torch.Generator) -> list[torch.Tensor]:
+                 gen: torch.Generator, bar: Callable[[dict], None]) -> list[torch.Tensor]:
         """Shuffled mini-batches, summed squared error + per-rating L2, plain SGD steps."""
         coo = r.tocoo()
         users = torch.from_numpy(coo.row.astype(np.int64)).to(dev)
@@ -186,6 +192,7 @@ class MF(Recommender):
                 opt.step()
                 total += float(loss.detach())
             self.history_.append(total / len(users))
+            bar({"loss": self.history_[-1]})
         return [t.detach() for t in tables]
 
     def _batch_loss(self, tables: list[torch.Tensor], u: torch.Tensor, i: torch.Tensor,
@@ -220,7 +227,7 @@ class MF(Recommender):
                     + (self.user_factors_[ut] * self.item_factors_[it]).sum(1))
         return np.clip(pred.double().cpu().numpy(), *self.rating_range_)
 
-    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
         """Unclipped predicted ratings of every item: μ + b_u + b_i + P_u Qᵀ."""
         u = users.to(self.user_factors_.device)
         return (self.global_mean_ + self.user_bias_[u, None] + self.item_bias_[None, :]

@@ -46,6 +46,7 @@ from advrec.metric_names import RANK_METRICS
 from advrec.models.base import (
     DEVICE,
     SEED,
+    Capabilities,
     MetricAtK,
     Recommender,
     resolve_device,
@@ -208,6 +209,8 @@ class CFGAN(Recommender):
     """
 
     name = "cfgan"
+    # validation picks the best epoch (no patience: not early stopping); no warm start
+    capabilities = Capabilities(fit_options=("validate", "valid", "progress"))
     _param_constraints: ClassVar[dict[str, Any]] = {
         "epochs": Int(low=0),
         "mode": Choice(MODES),
@@ -461,7 +464,7 @@ class CFGAN(Recommender):
             self._cache = out.T.contiguous() if self.mode == "item" else out
         return self._cache
 
-    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
         users = users.to(self.cond_.device)
         if self.mode == "item":
             return self._all_scores()[users]

@@ -31,10 +31,10 @@ from advrec.errors import ConfigError, DataError, ParamError
 from advrec.metric_names import RANK_METRICS
 from advrec.models.base import (
     DEVICE,
+    Capabilities,
     MetricAtK,
     Recommender,
     _csr_coords,
-    check_fitted_model,
     id_array,
     resolve_device,
     validation_value,
@@ -321,6 +321,10 @@ class IRGAN(Recommender):
 
     name = "irgan"
     _scored_net: MFScorer | None = None  # what score() uses while validate measures training
+    # warm start: a BPR-MF's P, Q or another IRGAN's pre-trained MF; validation picks the best
+    # epoch (no patience: not early stopping)
+    capabilities = Capabilities(warm_start=("bprmf", "apr", "irgan"),
+                                fit_options=("validate", "valid", "init_from", "progress"))
     _param_constraints: ClassVar[dict[str, Any]] = {
         "emb_dim": Int(low=1),
         "epochs": Int(low=0),
@@ -471,12 +475,6 @@ class IRGAN(Recommender):
         ``init_from``: a fitted BPR-MF (P, Q copied into the generator, zero bias) or IRGAN (its
         pre-trained MF) instead of pre-training here.
         """
-        if init_from is not None:
-            check_fitted_model(init_from, "init_from", (Recommender,),
-                               "BPR-MF, APR or IRGAN model")
-            if not (isinstance(init_from, IRGAN) or hasattr(init_from, "parameter_blocks")):
-                raise ParamError("init_from", f"expected a fitted BPR-MF, APR or IRGAN model, "
-                                              f"got {type(init_from).__name__}")
         self.device_ = resolve_device(self.device)
         self.backend_ = self._resolved_backend()
         self._gen = torch.Generator(device=self.device_).manual_seed(int(self.seed))
@@ -567,7 +565,7 @@ class IRGAN(Recommender):
                               f"data has {self.n_users_} × {self.n_items_}")
         if isinstance(model, IRGAN):
             state = dict(model.pretrained_)
-        elif hasattr(model, "parameter_blocks"):
+        elif {"user", "item"} <= set(model.capabilities.parameter_blocks):
             blocks = model.parameter_blocks()
             state = {"user": blocks["user"], "item": blocks["item"],
                      "bias": torch.zeros(self.n_items_)}
@@ -779,7 +777,7 @@ class IRGAN(Recommender):
     def _net(self) -> MFScorer:
         return self.generator_ if self.recommender == "generator" else self.discriminator_
 
-    def _score(self, users: torch.Tensor, **kwargs) -> torch.Tensor:
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
         net = self._net() if self._scored_net is None else self._scored_net
         return net.all_scores(users.to(net.user.device))
 

@@ -473,7 +473,7 @@ def test_attack_options(saved_bpr, args, words):
 
 def test_train_apr_init_from_itempop(data_dir, saved_pop, tmp_path):
     refused(run("train", "apr", "--init", saved_pop, "--epochs", "1", "--out", tmp_path / "m",
-                "--quiet"), "--init", "ItemPop")
+                "--quiet"), "--init", "'itempop'", "warm_start")
     assert not (tmp_path / "m").exists()
 
 

@@ -225,9 +225,9 @@ def train(
     are refused."""
     from advrec.data.prepare import DataSpec, prepare
     from advrec.evaluation import Evaluator
-    from advrec.experiments.config import fit_options
     from advrec.metric_names import metric_key, parse_metric
     from advrec.models import get_model, load_model
+    from advrec.models.base import read_manifest
     from advrec.outputs import check_dir
 
     with _errors(options={"init_from": "--init", **{param: f"--{opt.replace('_', '-')}" for opt, param in TRAIN_PARAMS.items()}}):
@@ -245,14 +245,17 @@ def train(
                 raise _config_error(f"--adversarial {adversarial!r}: only 'apr' on bprmf is known")
             model = "apr"
         cls = get_model(model)
-        known, options = cls._param_names(), fit_options(cls)
+        known, options = cls._param_names(), cls.capabilities.fit_options
         for opt, param in TRAIN_PARAMS.items():
             if param not in known and _given(ctx, opt):
                 raise _config_error(f"--{opt.replace('_', '-')}: model {cls.name!r} does not take it")
-        if init is not None and "init_from" not in options:
-            raise _config_error(f"--init: model {cls.name!r} cannot start from another model")
+        if init is not None:
+            _check_option("--init", cls.check_request, warm_start=read_manifest(init)["model"])
         if spec.valid != "none" and "validate" not in options:
-            raise _config_error(f"--valid: model {cls.name!r} has no validation-based early stopping")
+            raise _config_error(f"--valid: model {cls.name!r} takes no validation (it has no "
+                                f"early stopping or epoch selection)")
+        if patience is not None:
+            _check_option("--patience", cls.check_request, early_stopping=True)
         name, k = parse_metric(valid_metric)
         values = {"dim": dim, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
                   "lr": lr, "reg": reg, "patience": patience, "backend": backend, "device": device,

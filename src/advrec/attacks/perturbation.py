@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
 from advrec.errors import ConfigError, DataError
+from advrec.models.base import Recommender
 from advrec.training.perturbation import (
     check_eps,
     check_norm,
@@ -116,11 +117,10 @@ def check_targets(targets, n_items: int) -> np.ndarray:
 
 
 def _blocks(model, blocks: str | Sequence[str]) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
-    get = getattr(model, "parameter_blocks", None)
-    if get is None or not hasattr(model, "pair_scores"):
+    if not isinstance(model, Recommender) or not model.supports("parameter_blocks"):
         raise ConfigError(f"{type(model).__name__} exposes no parameter blocks to perturb; "
                           f"parameter attacks need an embedding model such as bprmf or apr")
-    tables = get()
+    tables = model.parameter_blocks()
     if isinstance(blocks, str):
         blocks = tuple(tables) if blocks in ("both", "all") else (blocks,)
     blocks = tuple(blocks)

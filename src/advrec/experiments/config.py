@@ -4,7 +4,6 @@ evaluation and seeds. Validated by a pydantic schema whose errors name the key p
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 import math
@@ -499,13 +498,6 @@ def expand(values: dict[str, Any], sequence_keys: Iterable[str] = ()) -> list[di
 
 
 # ---------------------------------------------------------------------------- meaning
-def fit_options(cls) -> set[str]:
-    """The keyword options a model's training takes (the named parameters of its ``_fit``)."""
-    sig = inspect.signature(cls._fit)
-    return {p.name for p in sig.parameters.values()
-            if p.name not in ("self", "train") and p.kind is not p.VAR_KEYWORD}
-
-
 def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
     """What the schema cannot see: every model variant's parameter values, what each model
     supports (``init:``, ``early_stopping:``), metric names, the data set and its fold, and the
@@ -513,13 +505,13 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
     Call it after the grid size is known to be bounded (each model variant is checked)."""
     from advrec.errors import ParamError
     from advrec.metric_names import parse_metric
-    from advrec.models import get_model
+    from advrec.models import capability_problems, get_model
     from advrec.validation import Device
 
     problems: list[tuple[str, str]] = []
+    labels = {m.key_label: m.name for m in config.models}
     for i, entry in enumerate(config.models):
         cls = get_model(entry.name)
-        options = fit_options(cls)
         for params in expand(entry.params, SEQUENCE_PARAMS) if entry.params else [{}]:
             try:
                 cls(**params).validate_params()
@@ -529,13 +521,12 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
             except (TypeError, ValueError) as exc:
                 problems.append((f"models.{i}.params", str(exc)))
                 break
-        if entry.init is not None and "init_from" not in options:
-            problems.append((f"models.{i}.init", f"model {entry.name!r} cannot start from "
-                                                  f"another model (it has no warm start)"))
+        asked = {"warm_start": labels.get(entry.init) if entry.init else None,
+                 "early_stopping": entry.early_stopping is not None}
+        where = {"warm_start": "init", "early_stopping": "early_stopping"}
+        for capability, reason in capability_problems(cls, **asked).items():
+            problems.append((f"models.{i}.{where[capability]}", reason))
         if entry.early_stopping is not None:
-            if "validate" not in options or "patience" not in cls._param_names():
-                problems.append((f"models.{i}.early_stopping", f"model {entry.name!r} has no "
-                                                               f"validation-based early stopping"))
             try:
                 parse_metric(entry.early_stopping.metric)
             except ConfigError as exc:

@@ -72,7 +72,7 @@ class Context:
             params["device"] = self.config.device
         params["seed"] = job.seed
         fit_kw: dict[str, Any] = {}
-        if "epochs" in known:
+        if "progress" in cls.capabilities.fit_options:
             fit_kw["progress"] = False
         if job.early_stopping is not None:
             fit_kw["validate"] = _validator(parts, job.early_stopping["metric"])

@@ -95,7 +95,7 @@ class ParameterAttack(Scenario):
         return sum(grid_size(attack_axes(a), VALUE_KEYS) for a in config.attacks)
 
     def applies(self, model_cls: type) -> bool:
-        return hasattr(model_cls, "parameter_blocks")
+        return model_cls.supports("parameter_blocks")
 
     def describe(self, condition: Condition) -> str:
         return f"{condition.options['method']} ε={condition.options['eps']}"

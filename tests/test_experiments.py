@@ -279,3 +279,15 @@ def test_spelled_out_defaults_and_significance_do_not_change_the_hash(tmp_path):
     spelled["models"][0]["params"].update(lr=0.05, n_factors=64)  # BPRMF's defaults
     spelled["evaluation"]["significance"] = "wilcoxon"
     assert {c.key for c in plan(parse_config(spelled)).cells} == base
+
+
+def test_gan_models_choose_their_epoch_on_their_own_holdout_in_cells(data_dir, tmp_path):
+    """CFGAN takes a validation callable; the context builds it from the model's hold-out."""
+    config = parse_config({"name": "gan", "data": {"dataset": "cfgan-ml100k"},
+                           "models": [{"name": "cfgan", "params": {"epochs": 2}}],
+                           "evaluation": {"ks": [10]}, "output": str(tmp_path / "out")})
+    summary = run_experiment(config)
+    with ResultsStore(summary.output, read_only=True) as store:
+        (row,) = store.rows()
+    assert row["model_name"] == "cfgan" and 0 < row["metrics"]["hr@10"] <= 1
+    assert len(row["history"]) == 2  # one validation per epoch

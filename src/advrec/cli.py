@@ -273,6 +273,10 @@ def train(
             validator = Evaluator(parts.train, parts.valid, ks=(k or 10,), metrics=(name,),
                                   coverage=False)
             fit_kw["validate"] = lambda m: validator.evaluate(m).summary[metric_key(name, k)]
+        elif "valid" in options:  # CFGAN, IRGAN: the epoch chosen on their own hold-out
+            from advrec.evaluation import holdout_validation
+
+            fit_kw.update(holdout_validation(rec, parts.train))
         if init is not None:
             fit_kw["init_from"] = load_model(init, device=device)
         t0 = time.perf_counter()

@@ -84,6 +84,10 @@ class Context:
                       else self.obtain(parent_job, plan_)[0])
             fit_kw["init_from"] = parent
         model = cls(**params)
+        if "valid" in cls.capabilities.fit_options and "validate" not in fit_kw:
+            from advrec.evaluation import holdout_validation
+
+            fit_kw.update(holdout_validation(model, data))  # CFGAN, IRGAN: their own hold-out
         t0 = time.perf_counter()
         model.fit(data, **fit_kw)
         return model, time.perf_counter() - t0

@@ -84,15 +84,6 @@ def run_experiment(config: ExperimentConfig, executor: str | None = None,
         store.close()
 
 
-def _check_detectors_have_ratings(ctx: Context) -> None:
-    """Detectors read rating profiles (RDMA, WDMA, …): refuse unrated data before any cell runs."""
-    detectors = [d.detector for d in ctx.config.defenses if d.detector != "perfect"]
-    if detectors and ctx.parts(ctx.config.seeds[0]).train.ratings is None:
-        raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
-                          f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
-                          f"data or data.binarize); only 'perfect' works without ratings")
-
-
 def _run_local(ctx: Context, the_plan: Plan, todo: list[Cell], store: ResultsStore,
                progress: bool | None, log: Log) -> int:
     trained = 0

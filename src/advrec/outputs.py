@@ -17,11 +17,9 @@ Any layer may use this module; it depends on the standard library only.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -351,16 +349,3 @@ def _remove_entry(p: Path) -> None:
     elif p.is_dir() and read_marker(p) is not None:
         remove_output(p)
     # a sub-folder without a marker of its own is left alone: advrec cannot tell it wrote it
-
-
-def replace_dir(staged: Path, target: Path) -> None:
-    """Move a fully written staging folder into the place of ``target`` (absent or empty)."""
-    try:
-        os.replace(staged, target)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise OutputError(f"{target}: cannot write ({_os_reason(exc)})") from None
-        raise OutputError(f"{target} is not empty; refusing to replace it") from None
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged, ignore_errors=True)

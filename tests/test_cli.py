@@ -174,7 +174,7 @@ def test_handson_bad_sweep(data_dir, tmp_path):
 
 def test_shill_end_to_end(data_dir, tmp_path):
     result = run("shill", "mf", "itempop", "--attack", "average", "--size", "0.1",
-                 "--plot", str(tmp_path / "hr.png"), "--json")
+                 "--plot", str(tmp_path / "hr.png"), "--json", "--out", str(tmp_path / "study"))
     assert result.exit_code == 0, result.output
     rows = {r["victim"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"mf", "itempop"}
@@ -182,7 +182,8 @@ def test_shill_end_to_end(data_dir, tmp_path):
     assert mf["hr@10_after"] > mf["hr@10_before"] and mf["hr@10_p"] < 0.01
     assert mf["mean_rank_after"] < mf["mean_rank_before"]
     assert (tmp_path / "hr.png").read_bytes()[:4] == b"\x89PNG"
-    bad = run("shill", "itempop", "--size", "0")
+    assert (tmp_path / "study" / "report.html").is_file()  # a preset: an experiment folder
+    bad = run("shill", "itempop", "--size", "0", "--out", str(tmp_path / "bad"))
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 

@@ -33,6 +33,35 @@ SWEEP = {  # (model, method, ε): (ndcg@100 attacked, relative change)
 }
 
 
+SHILL = {  # (victim, attack): hr@10 before, after, p; mean rank before, after; test hr@10 after
+    ("mf", "average"): (0.0, 0.005639, 0.000676, 1294.099545, 581.774669, 0.470588),
+    ("mf", "love_hate"): (0.0, 0.0, 1.0, 1294.099545, 1507.004554, 0.477124),
+    ("mf", "bandwagon"): (0.0, 0.002602, 0.039527, 1294.099545, 753.88419, 0.498911),
+    ("userknn", "average"): (0.0, 0.0, 1.0, 1094.860551, 1094.044242, 0.943355),
+}
+"""`advrec shill mf userknn --attack average --attack love_hate --attack bandwagon --size 0.05`
+on ml-100k u1 by the former study pipeline (commit 004dd69), seed 0: 47 fake users, targets
+571 765 834 1222 1258; love_hate nukes (its own intent)."""
+
+
+def test_shill_numbers_are_those_of_the_former_pipeline(data_dir, tmp_path):
+    result = CliRunner().invoke(app, ["shill", "mf", "userknn", "--attack", "average",
+                                      "--attack", "love_hate", "--attack", "bandwagon",
+                                      "--size", "0.05", "--out", str(tmp_path / "s"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["victim"], r["attack"]): r for r in json.loads(result.stdout)}
+    assert len(rows) == 6
+    for key, values in SHILL.items():
+        r = rows[key]
+        got = (r["hr@10_before"], r["hr@10_after"], r["hr@10_p"], r["mean_rank_before"],
+               r["mean_rank_after"], r["test_hr@10_after"])
+        assert got == pytest.approx(values, abs=5e-6), key
+        assert r["n_fake"] == 47 and r["targets"] == "571 765 834 1222 1258"
+    assert rows[("mf", "love_hate")]["intent"] == "nuke"
+    with ResultsStore(tmp_path / "s", read_only=True) as store:
+        assert {r["scenario"] for r in store.rows(per_user=False)} == {"clean", "shilling"}
+
+
 @pytest.fixture(scope="module")
 def handson(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("handson") / "run"

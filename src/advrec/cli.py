@@ -599,26 +599,39 @@ def shill(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Write hit ratio@k vs attack size to this PNG/SVG/PDF.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a --plot file advrec wrote before.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="The study's experiment folder (results store, models, report.html); a re-run resumes there.")] = Path("runs/shill"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a --plot file advrec wrote before, or another experiment's results at --out (only advrec's files).")] = False,
 ) -> None:
     """Inject hand-crafted fake profiles, retrain each victim, and report how far the target
-    items moved (hit ratio@k and mean rank, prediction shift, paired p-values, collateral)."""
-    from advrec.experiments.shilling import plot_hit_ratio_vs_size, run_shilling_study
-    from advrec.outputs import check_new_file
+    items moved (hit ratio@k and mean rank, prediction shift, paired p-values, collateral).
+    A preset: the study runs as an experiment in --out (`advrec results` / `report` work on it)."""
+    from advrec.experiments.shilling import (
+        PRESET,
+        plot_hit_ratio_vs_size,
+        run_shilling_preset,
+        shilling_experiment,
+    )
+    from advrec.outputs import check_dir, check_new_file
 
     with _errors():
         if plot is not None:
             _check_option("--plot", check_new_file, plot, overwrite)
+        check_dir(out_dir, "experiment", identity=PRESET, overwrite=overwrite)
         raw_targets = None
         if targets:
             raw_targets = [t.strip() for t in targets.split(",") if t.strip()]
             raw_targets = [int(t) if t.lstrip("-").isdigit() else t for t in raw_targets]
         log = (lambda _m: None) if json_out else (lambda m: err.print(escape(m)))
-        rows = run_shilling_study(dataset, victims, attack, sizes=size, filler=filler,
-                                  n_targets=n_targets, target_strategy=target_strategy, k=k,
-                                  seed=seed, targets=raw_targets, fold=fold,
-                                  intent=intent.value if intent else None, implicit=implicit,
-                                  rank_by=rank_by, log=log)
+        count = filler >= 1 and float(filler).is_integer()
+        experiment = shilling_experiment(
+            dataset, victims, attack, sizes=size, filler=int(filler) if count else filler,
+            n_targets=n_targets, target_strategy=target_strategy, k=k, seed=seed,
+            output=out_dir, targets=raw_targets, fold=fold,
+            intent=intent.value if intent else None, implicit=implicit, rank_by=rank_by)
+        rows = run_shilling_preset(experiment, log=log, overwrite=overwrite)
+        from advrec.experiments.report import write_report
+
+        report_path = write_report(out_dir)
         if plot is not None:
             plot_hit_ratio_vs_size(rows, plot, k=k, overwrite=overwrite)
         if json_out:
@@ -636,7 +649,8 @@ def shill(
                           f"{r.get('mean_rank_after', float('nan')):.0f}")
         out.print(table)
         if plot is not None:
-            out.print(f"plot: {plot}")
+            out.print(f"plot: {escape(str(plot))}")
+        out.print(f"report: {escape(str(report_path))}")
 
 
 # ---------------------------------------------------------------------------- detection

@@ -86,6 +86,7 @@ class CellResult:
     versions: dict[str, str]
     defense: str | None = None
     detection: dict[str, Any] | None = None
+    measures: dict[str, Any] | None = None  # a scenario's own measures (shilling: its impact)
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)

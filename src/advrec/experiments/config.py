@@ -200,11 +200,13 @@ class ShillingConfig(_Strict):
 
     attack: str
     size: float | list[float] = 0.05
-    filler: float | list[float] = 0.05
+    filler: float | int | list[float | int] = 0.05
     n_targets: int = Field(3, ge=1)
     target_strategy: Literal[TARGET_STRATEGIES] = "quantile"
     targets: list[int | str] | None = None
-    intent: Literal[INTENTS] = "push"
+    intent: Literal[INTENTS] | None = None  # None: the attack's own (love_hate nukes)
+    implicit: bool | None = None  # None: the implicit variant iff the data has no ratings
+    rank_by: Literal["score", "predict"] = "score"  # how the targets' ranks are measured
 
     @field_validator("attack")
     @classmethod
@@ -212,12 +214,21 @@ class ShillingConfig(_Strict):
         _require_known(v.lower(), SHILLING_ATTACKS, "shilling attack")
         return v.lower()
 
-    @field_validator("size", "filler")
+    @field_validator("size")
     @classmethod
     def _fractions(cls, v):
         for x in v if isinstance(v, list) else [v]:
             if not 0 < x < 1:
-                raise ValueError(f"must lie in (0, 1) (a share of users / items), got {x}")
+                raise ValueError(f"must lie in (0, 1) (a share of users), got {x}")
+        return v
+
+    @field_validator("filler")
+    @classmethod
+    def _filler(cls, v):
+        for x in v if isinstance(v, list) else [v]:
+            if not (0 < x < 1 if isinstance(x, float) else x >= 1):
+                raise ValueError(f"must be a share of the items in (0, 1) or a count >= 1, "
+                                 f"got {x}")
         return v
 
 

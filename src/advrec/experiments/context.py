@@ -27,6 +27,7 @@ class Context:
         self._evaluators: dict[int, Any] = {}
         self._poisoned: dict[str, tuple] = {}
         self._defended: dict[str, tuple] = {}
+        self._clean: dict[str, Any] = {}
         self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
         self._prepare = prepare
 
@@ -105,9 +106,10 @@ class Context:
                 coverage=False, device=self.config.device)
         return self._evaluators[seed]
 
-    def poisoned(self, seed: int, attack: dict[str, Any]) -> tuple[Any, list]:
-        """(training data + the attack's fake profiles, raw target ids), built once per seed."""
-        from advrec.attacks.shilling import generate, select_targets
+    def poisoned(self, seed: int, attack: dict[str, Any]) -> tuple[Any, list, Any]:
+        """(training data + the attack's fake profiles, raw target ids, the ShillingAttack),
+        built once per seed."""
+        from advrec.attacks.shilling import make_attack, select_targets
 
         key = canonical_hash({"seed": seed, "attack": attack})
         if key not in self._poisoned:
@@ -116,10 +118,12 @@ class Context:
             if targets is None:
                 targets = select_targets(train, attack["n_targets"], attack["target_strategy"],
                                          seed=seed).tolist()
-            fake = generate(attack["attack"], train, targets,
-                            size=attack["size"], filler=attack["filler"], seed=seed,
-                            intent=attack["intent"], implicit=train.ratings is None)
-            self._poisoned[key] = (train.concat(fake), list(targets))
+            implicit = attack.get("implicit")
+            made = make_attack(attack["attack"], size=attack["size"], filler=attack["filler"],
+                               intent=attack["intent"],
+                               implicit=train.ratings is None if implicit is None else implicit)
+            fake = made.generate(train, targets, seed=seed)
+            self._poisoned[key] = (train.concat(fake), list(targets), made)
         return self._poisoned[key]
 
     def defended(self, seed: int, attack: dict[str, Any], defense: dict[str, Any] | None
@@ -129,7 +133,7 @@ class Context:
         from advrec.defenses import filter_profiles
         from advrec.evaluation.detection import defend
 
-        data, targets = self.poisoned(seed, attack)
+        data, targets, _ = self.poisoned(seed, attack)
         if defense is None:
             return data, None
         key = canonical_hash({"seed": seed, "attack": attack, "defense": defense})
@@ -146,6 +150,12 @@ class Context:
             self._defended[key] = (filter_profiles(data, flags, drop_from=train.n_users), info)
         return self._defended[key]
 
+    def clean_evaluation(self, job: ModelJob, model):
+        """The evaluation of ``job``'s clean model (computed once; shilling cells compare to it)."""
+        if job.key not in self._clean:
+            self._clean[job.key] = self.evaluator(job.seed).evaluate(model)
+        return self._clean[job.key]
+
     def evaluate(self, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
         """The result of one cell, computed by its scenario."""
         return SCENARIOS[cell.scenario].run(self, cell, model, job, plan)
@@ -153,7 +163,7 @@ class Context:
     def result(self, cell: Cell, job: ModelJob, *, attack: str, eps: float | None,
                attack_config: dict | None, evaluation, history: list, timings: dict,
                extra_metrics: dict | None = None, defense: str | None = None,
-               detection: dict | None = None) -> CellResult:
+               detection: dict | None = None, measures: dict | None = None) -> CellResult:
         """A cell's typed result from its evaluation (the parts every scenario shares)."""
         from advrec.models.base import library_versions
 
@@ -163,7 +173,8 @@ class Context:
             attack=attack, eps=eps, attack_config=attack_config, config=cell.config,
             metrics={**evaluation.summary, **(extra_metrics or {})},
             per_user={"users": evaluation.users, **evaluation.per_user}, history=history,
-            timings=timings, versions=library_versions(), defense=defense, detection=detection)
+            timings=timings, versions=library_versions(), defense=defense, detection=detection,
+            measures=measures)
 
 
 def _validator(parts, metric: str):

@@ -167,22 +167,39 @@ class Injection(Scenario):
 
     def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
         from advrec.attacks.shilling import resolve_items
-        from advrec.evaluation.shilling import measure_targets
+        from advrec.evaluation.shilling import ShillingImpact, measure_targets, rating_errors
 
         attack = cell.options
-        train = ctx.parts(job.seed).train
+        rank_by = attack.get("rank_by", "score")
+        parts = ctx.parts(job.seed)
+        train = parts.train
         t0 = time.perf_counter()
         data, detection = ctx.defended(job.seed, attack, cell.defense)
-        _, targets = ctx.poisoned(job.seed, attack)
+        _, targets, made = ctx.poisoned(job.seed, attack)
         t_detect = time.perf_counter() - t0
         poisoned_model, fit_seconds = ctx.train(job, plan, data, poisoned=True)
         t1 = time.perf_counter()
-        result = ctx.evaluator(job.seed).evaluate(poisoned_model)
+        evaluator = ctx.evaluator(job.seed)
+        result = evaluator.evaluate(poisoned_model)
         internal = resolve_items(train, targets, "target")
-        after = measure_targets(poisoned_model, train, internal)
-        before = measure_targets(model, train, internal)
+        after = measure_targets(poisoned_model, train, internal, rank_by)
+        before = measure_targets(model, train, internal, rank_by)
+        clean = ctx.clean_evaluation(job, model)
+        collateral = {m: (clean.summary[m], result.summary[m]) for m in clean.per_user}
+        tests = {f"test_{m}": _paired(result, clean, m) for m in clean.per_user}
+        errors = (rating_errors(poisoned_model, parts.test), rating_errors(model, parts.test))
+        if errors[0] is not None and errors[1] is not None:
+            collateral.update({m: (errors[1][m], errors[0][m]) for m in errors[0]})
+        ks = tuple(ctx.config.evaluation.ks)
+        impact = ShillingImpact(
+            victim=poisoned_model.name, attack=made.params(),
+            targets=train.item_ids[internal].tolist(), n_fake=made.n_fake(train), ks=ks,
+            rank_by=rank_by,
+            before=before, after=after, collateral=collateral,
+            fit_seconds=(ctx.extra(job.key).get("fit_seconds") or 0.0) + fit_seconds,
+            tests=tests)
         extra_metrics = {}
-        for k in ctx.config.evaluation.ks:
+        for k in ks:
             extra_metrics[f"target_hr@{k}"] = after.hit_ratio(k)
             extra_metrics[f"target_hr@{k}_before"] = before.hit_ratio(k)
         defense = (cell.defense or {}).get("detector", "none")
@@ -191,11 +208,28 @@ class Injection(Scenario):
                           evaluation=result, history=[], extra_metrics=extra_metrics,
                           timings={"fit_seconds": fit_seconds, "detect_seconds": t_detect,
                                    "evaluate_seconds": time.perf_counter() - t1},
-                          defense=defense, detection=detection)
+                          defense=defense, detection=detection, measures=impact.row())
+
+
+def _paired(after, before, metric: str) -> dict:
+    from advrec.evaluation.significance import compare_results
+
+    return compare_results(after, before, metric)
 
 
 def shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
+    """A shilling entry as the dict :func:`expand` expands: the attack's own intent spelled
+    out, the defaults of ``implicit`` and ``rank_by`` left out (so cell keys stay as they were
+    before those options existed)."""
+    from advrec.attacks.shilling import ATTACKS
+
     raw = entry.model_dump()
+    if raw["intent"] is None:
+        raw["intent"] = ATTACKS[raw["attack"]].default_intent
+    if raw["implicit"] is None:
+        raw.pop("implicit")
+    if raw["rank_by"] == "score":
+        raw.pop("rank_by")
     if raw["targets"] is None:
         raw.pop("targets")
     else:

@@ -34,7 +34,9 @@ __all__ = [
     "plot_hit_ratio_vs_size",
     "resolve_victim",
     "run_characteristics_study",
+    "run_shilling_preset",
     "run_shilling_study",
+    "shilling_experiment",
 ]
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -149,6 +151,67 @@ def run_shilling_study(dataset, victims: Sequence, attacks: Sequence,
                 log(f"{label} {attack.label} size={attack.size}: hr@{k} "
                     f"{r[f'hr@{k}_before']:.4f} -> {r[f'hr@{k}_after']:.4f} "
                     f"(p={r[f'hr@{k}_p']:.2g})")
+    return rows
+
+
+# ----------------------------------------------------------------------------- preset
+PRESET = "shill"  # the experiment name of `advrec shill`: its folder resumes across calls
+
+
+def shilling_experiment(dataset: str, victims: Sequence[str], attacks: Sequence[str],
+                        sizes: Sequence[float] = (0.01, 0.05, 0.1), filler: float | int = 0.03,
+                        n_targets: int = 5, target_strategy: str = "quantile", k: int = 10,
+                        seed: int = 0, *, output: str | os.PathLike, targets=None,
+                        intent: str | None = None, implicit: bool | None = None,
+                        rank_by: str = "score", fold: str | None = None):
+    """The shilling study of named victims and attacks as an experiment: the data set's own
+    split (else a seeded 80/20 hold-out), one model entry per victim, one shilling entry per
+    attack with the sizes as a grid; the same protocol as :func:`run_shilling_study`."""
+    from advrec.data.datasets import info
+    from advrec.experiments.config import parse_config
+
+    data: dict = {"dataset": dataset}
+    if fold is not None:
+        data["fold"] = fold
+    if not info(dataset).presplit:
+        data.update(split="holdout", test_ratio=0.2)
+    entry = {"size": [float(x) for x in sizes], "filler": filler, "n_targets": n_targets,
+             "target_strategy": target_strategy, "intent": intent, "implicit": implicit,
+             "rank_by": rank_by}
+    if targets is not None:
+        entry["targets"] = list(targets)
+    return parse_config({
+        "name": PRESET, "description": "advrec shill: hand-crafted fake profiles against victims",
+        "data": data, "models": [{"name": v} for v in victims],
+        "shilling": [{"attack": a, **entry} for a in attacks],
+        "evaluation": {"ks": [k], "metrics": ["hr", "ndcg"]}, "seeds": [seed],
+        "output": str(output)}, source="shill")
+
+
+def run_shilling_preset(experiment, log: Log | None = None, overwrite: bool = False,
+                        progress: bool | None = False) -> list[dict]:
+    """Run a :func:`shilling_experiment` on the engine (store, models and report in its
+    output; a re-run resumes) and return one row per victim × attack × size, as
+    :func:`run_shilling_study` does: target hit ratio@k and mean rank before/after with paired
+    p-values, prediction shift (rating models), collateral test accuracy."""
+    from advrec.experiments.context import Context
+    from advrec.experiments.runner import plan, run_experiment
+    from advrec.experiments.store import ResultsStore
+
+    summary = run_experiment(experiment, progress=progress, overwrite=overwrite, source="shill")
+    keys = {c.key for c in plan(experiment).cells if c.scenario == "shilling"}
+    name = Context(experiment).parts(experiment.seeds[0]).train.name
+    with ResultsStore(summary.output, read_only=True) as store:
+        found = [r for r in store.rows(per_user=False) if r["key"] in keys]
+    k = experiment.evaluation.ks[0]
+    rows = []
+    for r in found:
+        rows.append({"dataset": name, **r["measures"], "victim": r["model_label"]})
+        if log is not None:
+            row = rows[-1]
+            log(f"{row['victim']} {r['attack']} size={row['size']}: hr@{k} "
+                f"{row[f'hr@{k}_before']:.4f} -> {row[f'hr@{k}_after']:.4f} "
+                f"(p={row[f'hr@{k}_p']:.2g})")
     return rows
 
 

@@ -20,7 +20,7 @@ from advrec.experiments.cells import CellResult
 SCHEMA_VERSION = 3
 DB_NAME = "results.duckdb"
 JSON_COLUMNS = ("attack_config", "config", "metrics", "per_user", "history", "timings",
-                "versions", "detection")
+                "versions", "detection", "measures")
 # Columns added since schema 1, with their types: a schema-1 store gains them (empty) on opening.
 DETECTION_FIGURES = ("precision", "recall", "f1", "roc_auc", "pr_auc", "removed", "removed_real")
 ADDED_IN_2 = {"defense": "VARCHAR", "detection": "VARCHAR"}
@@ -44,6 +44,7 @@ COLUMNS = {
     "versions": "VARCHAR",
     "defense": "VARCHAR",
     "detection": "VARCHAR",
+    "measures": "VARCHAR",
     "status": "VARCHAR",
     "created": "TIMESTAMP",
 }
@@ -93,6 +94,7 @@ class ResultsStore:
         for name, kind in ADDED_IN_2.items():
             self.con.execute(f"ALTER TABLE cells ADD COLUMN IF NOT EXISTS {name} {kind}")
         self.con.execute("ALTER TABLE cells ADD COLUMN IF NOT EXISTS scenario VARCHAR")
+        self.con.execute("ALTER TABLE cells ADD COLUMN IF NOT EXISTS measures VARCHAR")
         self.con.execute(
             "UPDATE cells SET scenario = CASE WHEN attack = 'none' THEN 'clean' "
             "WHEN starts_with(attack, ?) THEN 'shilling' ELSE 'perturbation' END, "
@@ -151,7 +153,7 @@ class ResultsStore:
             f"SELECT {', '.join(cols)} FROM cells WHERE status = 'done' ORDER BY created, key")
         out = []
         for rec in result.fetchall():
-            row = dict.fromkeys(ADDED_IN_2)
+            row = dict.fromkeys((*ADDED_IN_2, "measures"))
             row.update(zip(cols, rec, strict=True))
             for c in JSON_COLUMNS:
                 if c in row and row[c] is not None:

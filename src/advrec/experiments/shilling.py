@@ -146,12 +146,16 @@ def run_shilling_study(dataset, victims: Sequence, attacks: Sequence,
             impact = attack_impact(factory, train, test, attack, chosen, (k,), seed, rank_by,
                                    baseline=base)
             rows.append({"dataset": train.name, **impact.row(), "victim": label})
-            if log is not None:
-                r = rows[-1]
-                log(f"{label} {attack.label} size={attack.size}: hr@{k} "
-                    f"{r[f'hr@{k}_before']:.4f} -> {r[f'hr@{k}_after']:.4f} "
-                    f"(p={r[f'hr@{k}_p']:.2g})")
+            _log_row(log, rows[-1], attack.label, k)
     return rows
+
+
+def _log_row(log: Log | None, row: Mapping, attack: str, k: int) -> None:
+    """One progress line per study row: the targets' hit ratio before → after."""
+    if log is not None:
+        log(f"{row['victim']} {attack} size={row['size']}: hr@{k} "
+            f"{row[f'hr@{k}_before']:.4f} -> {row[f'hr@{k}_after']:.4f} "
+            f"(p={row[f'hr@{k}_p']:.2g})")
 
 
 # ----------------------------------------------------------------------------- preset
@@ -207,11 +211,7 @@ def run_shilling_preset(experiment, log: Log | None = None, overwrite: bool = Fa
     rows = []
     for r in found:
         rows.append({"dataset": name, **r["measures"], "victim": r["model_label"]})
-        if log is not None:
-            row = rows[-1]
-            log(f"{row['victim']} {r['attack']} size={row['size']}: hr@{k} "
-                f"{row[f'hr@{k}_before']:.4f} -> {row[f'hr@{k}_after']:.4f} "
-                f"(p={row[f'hr@{k}_p']:.2g})")
+        _log_row(log, rows[-1], r["attack"], k)
     return rows
 
 

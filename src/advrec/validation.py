@@ -105,9 +105,9 @@ def check_choice(value: Any, name: str, choices: Iterable[Any], *, none_ok: bool
     raise ParamError(name, f"expected one of {allowed}; got {plain(value)}")
 
 
-def check_index_array(values: Any, name: str, n: int) -> np.ndarray:
-    """A 1-D int64 array of internal ids in ``0..n-1`` (refuses floats such as 0.7, bools,
-    NaN and out-of-range ids instead of truncating or wrapping them)."""
+def check_int_array(values: Any, name: str) -> np.ndarray:
+    """A flat int64 array of integer values (refuses floats such as 0.7, bools and text instead
+    of truncating them)."""
     arr = np.asarray(values)
     if arr.ndim > 1:
         arr = arr.reshape(-1)
@@ -116,10 +116,23 @@ def check_index_array(values: Any, name: str, n: int) -> np.ndarray:
             raise ParamError(name, f"expected integer ids, got values of type {arr.dtype}")
         raise ParamError(name, f"expected integer ids, got {plain(arr.reshape(-1)[0])} "
                                f"(type {arr.dtype})")
-    arr = arr.astype(np.int64, copy=False).reshape(-1)
+    return arr.astype(np.int64, copy=False).reshape(-1)
+
+
+def first_outside(arr: np.ndarray, n: int) -> int | None:
+    """The first value of an int array outside ``0..n-1`` (None when all lie inside)."""
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-        bad = arr[(arr < 0) | (arr >= n)][0]
-        raise ParamError(name, f"ids must be internal ids in 0..{n - 1}, got {plain(bad)}")
+        return int(arr[(arr < 0) | (arr >= n)][0])
+    return None
+
+
+def check_index_array(values: Any, name: str, n: int) -> np.ndarray:
+    """A 1-D int64 array of internal ids in ``0..n-1`` (refuses floats such as 0.7, bools,
+    NaN and out-of-range ids instead of truncating or wrapping them)."""
+    arr = check_int_array(values, name)
+    bad = first_outside(arr, n)
+    if bad is not None:
+        raise ParamError(name, f"ids must be internal ids in 0..{n - 1}, got {bad}")
     return arr
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from advrec.errors import DataError, ParamError
-from advrec.validation import check_seed, plain
+from advrec.validation import check_int_array, check_seed, first_outside
 
 
 def rng(seed: Any, name: str = "seed") -> np.random.Generator:
@@ -33,10 +33,8 @@ def internal_ids(values: Any, name: str, n: int, what: str) -> np.ndarray:
         raise ParamError(name, "expected a one-dimensional array of integer ids") from None
     if arr.ndim != 1:
         raise DataError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise ParamError(name, f"expected integer ids, got values of type {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-        bad = arr[(arr < 0) | (arr >= n)][0]
-        raise DataError(f"{what} ids must lie in 0..{n - 1}, got {plain(bad)} ({name})")
+    arr = check_int_array(arr, name)
+    bad = first_outside(arr, n)
+    if bad is not None:
+        raise DataError(f"{what} ids must lie in 0..{n - 1}, got {bad} ({name})")
     return arr

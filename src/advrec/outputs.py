@@ -54,12 +54,8 @@ def atomic_write(path: str | os.PathLike, write: Writer) -> Path:
     The folder must exist. On any failure the temporary file is removed and ``path`` is as it
     was. Refuses a ``path`` that is a folder.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; expected a file name")
+    path = _file_target(path)
     parent = path.parent
-    if not parent.is_dir():
-        raise OutputError(f"{path}: folder {parent} does not exist")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
@@ -77,6 +73,16 @@ def atomic_write(path: str | os.PathLike, write: Writer) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def _file_target(path: str | os.PathLike) -> Path:
+    """``path`` as a file to write: not a folder, in a folder that exists."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; expected a file name")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist")
     return path
 
 
@@ -135,11 +141,7 @@ def written_by_advrec(path: str | os.PathLike) -> bool:
 def check_new_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse ``path`` unless it can be written: absent, or (with ``overwrite``) a file advrec
     wrote and nobody changed since. Checked before any work, so nothing runs for nothing."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; expected a file name")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {path.parent} does not exist")
+    path = _file_target(path)
     if not os.access(path.parent, os.W_OK):
         raise OutputError(f"{path}: folder {path.parent} is not writable")
     if os.path.lexists(path):

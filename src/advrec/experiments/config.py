@@ -516,8 +516,7 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
     Call it after the grid size is known to be bounded (each model variant is checked)."""
     from advrec.errors import ParamError
     from advrec.metric_names import parse_metric
-    from advrec.models import capability_problems, get_model
-    from advrec.validation import Device
+    from advrec.models import capability_problems, get_model, resolve_device
 
     problems: list[tuple[str, str]] = []
     labels = {m.key_label: m.name for m in config.models}
@@ -556,26 +555,14 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
         if a.targets is not None and not a.targets:
             problems.append((f"attacks.{j}.targets", "an empty list; give target item ids"))
     try:
-        Device().check(config.device, "device")
+        resolve_device(config.device)  # the form, then whether this machine has it
     except ParamError as exc:
         problems.append(("device", exc.reason))
-    else:
-        _check_device_available(config.device, problems)
+    except ConfigError as exc:
+        problems.append(("device", str(exc)))
     _check_data(config.data, problems)
     if problems:
         raise ConfigError(join_problems(source, problems))
-
-
-def _check_device_available(device: str | None, problems: list[tuple[str, str]]) -> None:
-    if device is None or not str(device).startswith("cuda"):
-        return
-    import torch
-
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(str(device).partition(":")[2] or 0)
-    if index >= n:
-        problems.append(("device", f"{device!r} requested, but this machine has "
-                                   f"{n or 'no'} CUDA device(s)"))
 
 
 def _check_data(data: DataConfig, problems: list[tuple[str, str]]) -> None:

@@ -28,6 +28,7 @@ class Context:
         self._poisoned: dict[str, tuple] = {}
         self._defended: dict[str, tuple] = {}
         self._clean: dict[str, Any] = {}
+        self._clean_targets: dict[str, Any] = {}
         self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
         self._prepare = prepare
 
@@ -155,6 +156,17 @@ class Context:
         if job.key not in self._clean:
             self._clean[job.key] = self.evaluator(job.seed).evaluate(model)
         return self._clean[job.key]
+
+    def clean_targets(self, job: ModelJob, model, targets, rank_by: str):
+        """The targets' measures under ``job``'s clean model (computed once per target set)."""
+        from advrec.evaluation.shilling import measure_targets
+
+        key = canonical_hash({"job": job.key, "targets": [int(t) for t in targets],
+                              "rank_by": rank_by})
+        if key not in self._clean_targets:
+            self._clean_targets[key] = measure_targets(model, self.parts(job.seed).train,
+                                                       targets, rank_by)
+        return self._clean_targets[key]
 
     def evaluate(self, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
         """The result of one cell, computed by its scenario."""

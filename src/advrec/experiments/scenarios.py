@@ -183,7 +183,7 @@ class Injection(Scenario):
         result = evaluator.evaluate(poisoned_model)
         internal = resolve_items(train, targets, "target")
         after = measure_targets(poisoned_model, train, internal, rank_by)
-        before = measure_targets(model, train, internal, rank_by)
+        before = ctx.clean_targets(job, model, internal, rank_by)
         clean = ctx.clean_evaluation(job, model)
         collateral = {m: (clean.summary[m], result.summary[m]) for m in clean.per_user}
         tests = {f"test_{m}": _paired(result, clean, m) for m in clean.per_user}

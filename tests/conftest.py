@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,41 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
         rel = str(p.relative_to(root))
         out[rel] = None if p.is_dir() else p.read_bytes()
     return out
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder without log lines, recording the paths asked for."""
+
+    requests_seen: list[str] = []
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        type(self).requests_seen.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """An HTTP server on 127.0.0.1 (free port) serving ``tmp_path/srv``; yields (dir, base URL).
+    Proxies and ADVREC_DOWNLOAD_URL are cleared, so only this local server is ever contacted."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("ADVREC_DOWNLOAD_URL", raising=False)
+    root = tmp_path / "srv"
+    root.mkdir()
+    QuietHandler.requests_seen = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 import zipfile
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +25,7 @@ from advrec.data.datasets import (
 from advrec.data.io import read_movielens_100k
 from advrec.errors import ConfigError, DataError
 from advrec.outputs import MARKER
+from conftest import QuietHandler
 
 LOCAL = ["cfgan-ml100k", "ml-100k", "ml-1m-implicit", "ml-latest-small", "movielens-500"]
 TINY_U_DATA = "1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t881250951\n"
@@ -165,40 +163,6 @@ def test_register_rejects_duplicates():
 
 
 # ----------------------------------------------------------------------------- download
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests_seen: list[str] = []
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
-
-    def do_GET(self) -> None:
-        type(self).requests_seen.append(self.path)
-        super().do_GET()
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """An HTTP server on 127.0.0.1 (free port) serving ``tmp_path/srv``; yields (dir, base URL)."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    root = tmp_path / "srv"
-    root.mkdir()
-    _QuietHandler.requests_seen = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-
-
 def _zip(path: Path, members: dict[str, str | bytes]) -> str:
     """Write a zip with the given members; returns its sha256."""
     with zipfile.ZipFile(path, "w") as zf:
@@ -228,9 +192,9 @@ def test_fetch_with_hash_then_load(server, cache, monkeypatch):
     monkeypatch.setenv("ADVREC_DATA_DIR", str(cache))
     assert len(load("ml-100k")) == 3
     # already there: no second request unless forced
-    n = len(_QuietHandler.requests_seen)
+    n = len(QuietHandler.requests_seen)
     assert fetch("ml-100k", cache_dir=cache, url=f"{base}/ml-100k.zip") == folder
-    assert len(_QuietHandler.requests_seen) == n
+    assert len(QuietHandler.requests_seen) == n
     digest = _zip(root / "ml-100k.zip", {"u.data": TINY_U_DATA + "3\t30\t1\t881250952\n"})
     fetch("ml-100k", cache_dir=cache, url=f"{base}/ml-100k.zip", known_hash=digest, force=True)
     assert len(load("ml-100k", root=cache)) == 4  # a zip without a top folder works too
@@ -253,7 +217,7 @@ def test_builtin_hash_applies_to_mirrors(server, cache, monkeypatch):
     with pytest.raises(DataError, match="md5:0e33842e24a9c977be4e0107933c0723"):
         fetch("ml-100k", cache_dir=cache)
     assert list(cache.iterdir()) == []
-    assert _QuietHandler.requests_seen == ["/ml-100k.zip"]
+    assert QuietHandler.requests_seen == ["/ml-100k.zip"]
 
 
 @pytest.mark.parametrize("evil", ["../evil.txt", "/tmp/advrec-evil.txt", "ml-100k/../../evil.txt",

@@ -187,9 +187,9 @@ def test_shill_end_to_end(data_dir, tmp_path):
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 
-def test_detect_end_to_end(data_dir):
+def test_detect_end_to_end(data_dir, tmp_path):
     result = run("detect", "--attack", "average", "--attack", "random", "--attack", "bandwagon",
-                 "--detector", "pca", "--victim", "none", "--json")
+                 "--detector", "pca", "--victim", "none", "--json", "--out", str(tmp_path / "d"))
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert {r["held_out"] for r in rows} == {"average", "random", "bandwagon"}
@@ -198,7 +198,10 @@ def test_detect_end_to_end(data_dir):
 
 def test_detect_plots(data_dir, tmp_path):
     table = run("detect", "--attack", "average", "--attack", "random", "--detector", "pca",
-                "--victim", "none", "--plot", str(tmp_path))
+                "--victim", "none", "--plot", str(tmp_path / "plots"), "--out",
+                str(tmp_path / "d"))
     assert table.exit_code == 0 and "average" in table.output
+    assert (tmp_path / "d" / "report.html").is_file()  # a preset: an experiment folder
+    tmp_path = tmp_path / "plots"
     for name in ("roc.png", "pr.png", "features.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

@@ -24,7 +24,7 @@ from advrec.defenses import (
     profile_features,
 )
 from advrec.errors import ConfigError, DataError, NotFittedError
-from advrec.evaluation.detection import detection_study
+from advrec.experiments.detection import detection_experiment, run_detection_preset
 
 
 def frame(rows: list[tuple[int, int, float]], n_users: int | None = None,
@@ -211,10 +211,11 @@ def test_bad_input():
         filter_profiles(data, [7])
     with pytest.raises(ConfigError):
         RuleDetector({"rdma": "sideways"})
-    with pytest.raises(ConfigError, match="detector"):
-        detection_study(frame(TINY), detectors=("magic",))
+    with pytest.raises(ConfigError, match="detector 'magic'"):
+        detection_experiment("movielens-500", detectors=("magic",), output="unused")
     with pytest.raises(ConfigError, match="no training attack"):
-        detection_study(frame(TINY), attacks=("average",), train_attacks=("average",))
+        detection_experiment("movielens-500", attacks=("average",), train_attacks=("average",),
+                             output="unused")
 
 
 def test_filter_profiles_keeps_id_space():
@@ -288,13 +289,14 @@ OTHER_TYPES = ("bandwagon", "segment", "love_hate")
 
 
 @pytest.fixture(scope="module")
-def study(data_dir):
-    from advrec.data.datasets import load_split
-
-    split = load_split("ml-100k", root=data_dir)
+def study(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("detect")
     common = dict(attacks=("average", "random"), train_attacks=OTHER_TYPES, seed=0)
-    rows = detection_study(split, filler=0.05, detectors=("svm", "pca"), victim="mf", **common)
-    small = detection_study(split, filler=0.01, detectors=("svm",), victim=None, **common)
+    rows = run_detection_preset(detection_experiment(
+        "ml-100k", filler=0.05, detectors=("svm", "pca"), victim="mf", output=out / "a",
+        **common))
+    small = run_detection_preset(detection_experiment(
+        "ml-100k", filler=0.01, detectors=("svm",), victim=None, output=out / "b", **common))
     pick = lambda rs, det: {r["held_out"]: r for r in rs if r["detector"] == det}  # noqa: E731
     return pick(rows, "svm"), pick(small, "svm"), pick(rows, "pca")
 

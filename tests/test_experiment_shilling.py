@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -80,6 +81,11 @@ def test_plan_cells_keys_and_shorthand():
     changed = plan(config(shilling=attacks, defenses=[svm, "pca", "perfect"]))
     differ = {c.key for c in changed.cells} ^ {c.key for c in the_plan.cells}
     assert len(differ) == 2 * 3  # the three svm cells, old and new keys
+    # the profiles' seed offset: 0 is the default (keys as before), another one is other cells
+    zero = plan(config(shilling=[{**attacks[0], "profile_seed_offset": 0}, attacks[1]]))
+    assert [c.key for c in zero.cells] == [c.key for c in the_plan.cells]
+    moved = plan(config(shilling=[{**attacks[0], "profile_seed_offset": 7}, attacks[1]]))
+    assert len({c.key for c in moved.cells} - {c.key for c in the_plan.cells}) == 2 * 4
     # a model trained from another is trained again on the poisoned data: it gets cells too
     chained = plan(config(data={"dataset": "movielens-500"}, models=[
         {"name": "bprmf", "label": "BPR", "params": {"epochs": 1}},
@@ -208,3 +214,15 @@ def test_schema_1_store_gains_the_shilling_and_scenario_columns(tmp_path):
         version = store.con.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     assert int(version) == SCHEMA_VERSION == 3
+
+
+def test_profile_seed_offset_draws_other_profiles_with_the_same_targets():
+    from advrec.experiments.context import Context
+
+    ctx = Context(config(data={"dataset": "movielens-500"}))
+    attack = {"attack": "random", "size": 0.05, "filler": 0.05, "n_targets": 2,
+              "target_strategy": "quantile", "intent": "push"}
+    base, targets, _ = ctx.poisoned(0, attack)
+    moved, moved_targets, _ = ctx.poisoned(0, {**attack, "profile_seed_offset": 3})
+    assert moved_targets == targets and moved.n_users == base.n_users
+    assert not np.array_equal(moved.items, base.items)

@@ -100,3 +100,57 @@ def test_handson_is_an_experiment_folder_that_resumes(handson):
     assert json.loads(again.stdout)["stages"] == report["stages"]  # read back, not re-run
     results = CliRunner().invoke(app, ["results", str(out), "--where", "attack=fgsm"])
     assert results.exit_code == 0 and "APR" in results.output
+
+
+DETECT_COLUMNS = ("precision", "recall", "f1", "roc_auc", "pr_auc", "flagged",
+                  "target_hr@10_attacked", "target_hr@10_filtered", "hr@10_filtered",
+                  "ndcg@10_filtered", "hr@10_attacked")
+DETECT = {  # (held-out, detector): the DETECT_COLUMNS of the former detection_study
+    ("random", "svm"): (0.857143, 0.255319, 0.393443, 0.99521, 0.869008, 14, 0.02344, 0.013343,
+                        0.479303, 0.091512, 0.501089),
+    ("random", "pca"): (0.921569, 1.0, 0.959184, 0.999612, 0.99574, 51, 0.02344, 0.0, 0.427015,
+                        0.079693, 0.501089),
+    ("random", "rule"): (0.959184, 1.0, 0.979167, 1.0, 1.0, 49, 0.02344, 0.0, 0.422658, 0.080274,
+                         0.501089),
+    ("average", "svm"): (0.955556, 0.914894, 0.934783, 0.998187, 0.967222, 45, 0.049044, 0.0,
+                         0.444444, 0.075161, 0.374728),
+    ("average", "pca"): (0.921569, 1.0, 0.959184, 0.999439, 0.993527, 51, 0.049044, 0.0,
+                         0.427015, 0.079693, 0.374728),
+    ("average", "rule"): (0.944444, 0.723404, 0.819277, 0.997022, 0.957072, 36, 0.049044, 0.00577,
+                          0.424837, 0.070768, 0.374728),
+    ("love_hate", "svm"): (0.0, 0.0, 0.0, 0.93712, 0.397758, 2, 0.438154, 0.440317, 0.527233,
+                           0.113674, 0.53159),
+    ("love_hate", "pca"): (0.921569, 1.0, 0.959184, 0.999741, 0.99719, 51, 0.438154, 0.0,
+                           0.427015, 0.079693, 0.53159),
+    ("love_hate", "rule"): (0.979167, 1.0, 0.989474, 1.0, 1.0, 48, 0.438154, 0.0, 0.427015,
+                            0.080107, 0.53159),
+}
+"""`advrec detect --attack random --attack average --attack love_hate --detector svm --detector
+pca --detector rule` (victim mf, 5 epochs) on ml-100k u1, seed 0, by the former
+``detection_study`` pipeline (commit a88e08e): 47 fake users per held-out type, pushed (push is
+the preset's intent for every type, love_hate included); the clean MF has HR@10 0.431373."""
+
+
+def test_detect_numbers_are_those_of_the_former_pipeline(data_dir, tmp_path):
+    args = ["detect", "--out", str(tmp_path / "d"), "--json"]
+    for attack in ("random", "average", "love_hate"):
+        args += ["--attack", attack]
+    for detector in ("svm", "pca", "rule"):
+        args += ["--detector", detector]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {(r["held_out"], r["detector"]): r for r in json.loads(result.stdout)}
+    assert list(rows) == list(DETECT)
+    for key, values in DETECT.items():
+        r = rows[key]
+        assert tuple(r[c] for c in DETECT_COLUMNS) == pytest.approx(values, abs=5e-6), key
+        assert r["n_fake"] == 47 and r["victim"] == "mf"
+        assert r["hr@10_clean"] == r["hr@10_perfect"] == pytest.approx(0.431373, abs=5e-6)
+        assert r["target_hr@10_clean"] == r["target_hr@10_perfect"] == 0.0
+    assert rows[("random", "svm")]["train_attacks"] == "average+love_hate"
+    with ResultsStore(tmp_path / "d", read_only=True) as store:
+        cells = store.rows(per_user=False)
+    # the clean model, then per held-out type: no defence, 3 detectors, perfect removal
+    assert len(cells) == 1 + 3 * 5
+    again = CliRunner().invoke(app, args)  # resumes: every cell is in the store
+    assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(result.stdout)

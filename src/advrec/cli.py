@@ -656,46 +656,48 @@ def shill(
 # ---------------------------------------------------------------------------- detection
 @app.command()
 def detect(
-    dataset: Annotated[str, typer.Option(help="Data set with ratings and a predefined split.")] = "ml-100k",
+    dataset: Annotated[str, typer.Option(help="Data set with ratings (its predefined split, else a seeded 80/20 hold-out).")] = "ml-100k",
     fold: Annotated[str | None, typer.Option(help="Predefined fold, e.g. u1 for ml-100k.")] = None,
     attack: Annotated[list[str], typer.Option("--attack", help="Held-out test attack types (repeat); detectors train on the others.")] = ["random", "average", "bandwagon", "segment", "love_hate"],  # noqa: B006
     size: Annotated[float, typer.Option(help="Test attack size (fraction of real users).")] = 0.05,
     filler: Annotated[float, typer.Option(help="Test filler size (fraction of items).")] = 0.05,
     detector: Annotated[list[str], typer.Option("--detector", help=f"Detector (repeat): {V.listing(V.CLASSIFIERS)} (supervised), {V.listing(V.DETECTORS[len(V.CLASSIFIERS):])} (unsupervised).")] = ["svm", "pca", "rule"],  # noqa: B006
-    victim: Annotated[str | None, typer.Option(help="Victim to retrain with no defence / after filtering / with perfect removal ('none' to skip).")] = "mf",
+    victim: Annotated[str | None, typer.Option(help=f"Victim to retrain with no defence / after filtering / with perfect removal: {V.listing(V.MODELS)}, or 'none' to skip.")] = "mf",
     n_targets: Annotated[int, typer.Option(help="Target items per attack.")] = 3,
     k: Annotated[int, typer.Option(help="Cutoff of the hit ratios.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Folder for roc.png, pr.png (per held-out attack and detector) and features.png (real vs fake feature distributions).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier --plot folder (only the files advrec wrote).")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="The study's experiment folder (results store, models, report.html); a re-run resumes there.")] = Path("runs/detect"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier --plot folder, or another experiment's results at --out (only the files advrec wrote).")] = False,
 ) -> None:
     """Detect injected fake profiles without leaking labels (leave-one-attack-type-out):
     precision/recall/F1/ROC-AUC per held-out attack and detector, and what removing the flagged
-    users does to the victim's target hit ratio and accuracy."""
-    from advrec.evaluation.detection import detection_study
+    users does to the victim's target hit ratio and accuracy. A preset: the study runs as an
+    experiment in --out (`advrec results` / `report` work on it)."""
+    from advrec.experiments.detection import PRESET, detection_experiment, run_detection_preset
     from advrec.outputs import check_dir, claim_dir
 
     with _errors():
+        from advrec.validation import check_choice
+
+        victim = _check_option("--victim", check_choice, victim, "victim", (*V.MODELS, "none"))
+        detector = [_check_option("--detector", check_choice, d, "detector", V.DETECTORS)
+                    for d in detector]
         if plot is not None:
             check_dir(plot, "plots", overwrite=overwrite)
-        rows = detection_study(dataset, attacks=tuple(attack), size=size, filler=filler,
-                               detectors=tuple(detector),
-                               victim=None if victim in (None, "none") else victim,
-                               n_targets=n_targets, k=k, fold=fold, seed=seed,
-                               curves=plot is not None)
+        check_dir(out_dir, "experiment", identity=PRESET, overwrite=overwrite)
+        experiment = detection_experiment(
+            dataset, attack, size, filler, output=out_dir, detectors=detector,
+            victim=None if victim in (None, "none") else victim, n_targets=n_targets, k=k,
+            fold=fold, seed=seed)
         if plot is not None:
-            from advrec.data.datasets import load_split
-            from advrec.experiments.detection import plot_curves, plot_feature_distributions
-
             claim_dir(plot, "plots", overwrite=overwrite).record("roc.png", "pr.png",
                                                                  "features.png")
-            plot_curves(rows, plot)
-            train, _ = load_split(dataset, fold=fold) if fold else load_split(dataset)
-            plot_feature_distributions(train, attack[0], size, filler, plot, seed=seed)
-            for r in rows:
-                r.pop("roc_curve", None)
-                r.pop("pr_curve", None)
+        rows = run_detection_preset(experiment, plots=plot, overwrite=overwrite)
+        from advrec.experiments.report import write_report
+
+        report_path = write_report(out_dir)
         if json_out:
             print(json.dumps(rows, default=str))
             return
@@ -711,6 +713,7 @@ def detect(
         out.print(table)
         if plot is not None:
             out.print(f"plots: {plot}/roc.png, pr.png, features.png")
+        out.print(f"report: {escape(str(report_path))}")
 
 
 # ---------------------------------------------------------------------------- experiments

@@ -2,7 +2,8 @@
 
 Features (:func:`profile_features`), supervised and unsupervised detectors and filtering of
 flagged users. How well they detect, and what filtering buys, is measured by
-`advrec.evaluation.detection` (``detection_study``, ``defend``). See ``docs/detection.md``.
+`advrec.evaluation.detection` (``defend``) and the `advrec detect` preset. See
+``docs/detection.md``.
 """
 
 from advrec.defenses.detectors import (

@@ -1,12 +1,6 @@
 """Evaluation: rank metrics, the chunked `Evaluator` (full or sampled ranking), significance."""
 
-from advrec.evaluation.detection import (
-    defend,
-    detection_metrics,
-    detection_study,
-    feature_histograms,
-    make_victim,
-)
+from advrec.evaluation.detection import defend, detection_metrics, feature_histograms
 from advrec.evaluation.evaluator import PROTOCOLS, EvaluationResult, Evaluator
 from advrec.evaluation.metrics import (
     ALL_METRICS,
@@ -60,9 +54,7 @@ __all__ = [
     "compare_results",
     "defend",
     "detection_metrics",
-    "detection_study",
     "feature_histograms",
-    "make_victim",
     "holdout_validation",
     "metric_validator",
     "hit_ratio",

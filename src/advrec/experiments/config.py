@@ -207,6 +207,7 @@ class ShillingConfig(_Strict):
     intent: Literal[INTENTS] | None = None  # None: the attack's own (love_hate nukes)
     implicit: bool | None = None  # None: the implicit variant iff the data has no ratings
     rank_by: Literal["score", "predict"] = "score"  # how the targets' ranks are measured
+    profile_seed_offset: int = Field(0, ge=0)  # fake profiles drawn with the cell's seed + this
 
     @field_validator("attack")
     @classmethod

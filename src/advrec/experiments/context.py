@@ -27,6 +27,7 @@ class Context:
         self._evaluators: dict[int, Any] = {}
         self._poisoned: dict[str, tuple] = {}
         self._defended: dict[str, tuple] = {}
+        self._training_profiles: dict[int, dict] = {}  # defend's cache, per seed
         self._clean: dict[str, Any] = {}
         self._clean_targets: dict[str, Any] = {}
         self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
@@ -123,7 +124,8 @@ class Context:
             made = make_attack(attack["attack"], size=attack["size"], filler=attack["filler"],
                                intent=attack["intent"],
                                implicit=train.ratings is None if implicit is None else implicit)
-            fake = made.generate(train, targets, seed=seed)
+            fake = made.generate(train, targets,
+                                 seed=seed + attack.get("profile_seed_offset", 0))
             self._poisoned[key] = (train.concat(fake), list(targets), made)
         return self._poisoned[key]
 
@@ -145,7 +147,8 @@ class Context:
             flags, info = defend(train, data, defense["detector"], attack["attack"], targets,
                                  intent=attack["intent"],
                                  target_strategy=attack.get("target_strategy", "quantile"),
-                                 curves=True, histograms=True, seed=seed, **options)
+                                 curves=True, histograms=True, seed=seed,
+                                 cache=self._training_profiles.setdefault(seed, {}), **options)
             info["seconds"] = time.perf_counter() - t0
             info["removed_real"] = int(flags[:train.n_users].sum())
             self._defended[key] = (filter_profiles(data, flags, drop_from=train.n_users), info)

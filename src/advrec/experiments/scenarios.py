@@ -219,8 +219,8 @@ def _paired(after, before, metric: str) -> dict:
 
 def shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
     """A shilling entry as the dict :func:`expand` expands: the attack's own intent spelled
-    out, the defaults of ``implicit`` and ``rank_by`` left out (so cell keys stay as they were
-    before those options existed)."""
+    out, the defaults of ``implicit``, ``rank_by`` and ``profile_seed_offset`` left out (so cell
+    keys stay as they were before those options existed)."""
     from advrec.attacks.shilling import ATTACKS
 
     raw = entry.model_dump()
@@ -230,6 +230,8 @@ def shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
         raw.pop("implicit")
     if raw["rank_by"] == "score":
         raw.pop("rank_by")
+    if raw["profile_seed_offset"] == 0:
+        raw.pop("profile_seed_offset")
     if raw["targets"] is None:
         raw.pop("targets")
     else:

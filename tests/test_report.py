@@ -16,7 +16,8 @@ import pytest
 from advrec.errors import ConfigError, OutputError
 from advrec.evaluation.significance import paired_test
 from advrec.experiments.config import parse_config
-from advrec.experiments.report import scope_svg_ids, write_report
+from advrec.experiments.report import write_report
+from advrec.experiments.reporting import scope_svg_ids
 from advrec.experiments.runner import run_experiment
 from advrec.experiments.store import ResultsStore
 
@@ -173,8 +174,11 @@ def test_report_is_written_atomically_where_asked(experiment, report, tmp_path):
 
 def test_sections_title_and_escaping(report):
     _, text, doc = report
-    for id_ in ("summary", "config", "results", "significance", "plots"):
-        doc.find(id=id_)
+    for id_ in ("summary", "config", "results", "significance", "training", "robustness"):
+        assert doc.find(id=id_) is not None, id_
+    # the navigation lists the sections in order: the common ones, then each scenario's
+    assert [a.attrs["href"] for a in doc.find("nav").find_all("a")] == [
+        "#config", "#results", "#significance", "#training", "#robustness"]
     assert doc.find("h1").text == "tiny"
     assert doc.find("p", class_="description").text == RAW["description"]
     assert "<b>sweep</b>" not in text  # the description was escaped, not interpreted
@@ -240,7 +244,8 @@ def test_significance_p_values(report, experiment):
 
 def test_plots_are_inline_svg(report):
     _, _, doc = report
-    figures = doc.find("section", id="plots").find_all("figure", class_="plot")
+    figures = [f for id_ in ("robustness", "training")
+               for f in doc.find("section", id=id_).find_all("figure", class_="plot")]
     assert len(figures) >= 3
     assert all(f.find_all("svg") for f in figures)
     ids = {f.attrs["id"] for f in figures}
@@ -292,9 +297,9 @@ def test_renders_in_headless_chromium(report, chromium, tmp_path):
     dom = run_chromium(chromium, tmp_path / "profile", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     doc = parse(dom.stdout)
-    for id_ in ("config", "results", "significance", "plots"):
-        doc.find("section", id=id_)
-    figures = doc.find("section", id="plots").find_all("figure", class_="plot")
+    for id_ in ("config", "results", "significance", "training", "robustness"):
+        assert doc.find("section", id=id_) is not None, id_
+    figures = doc.find("section", id="robustness").find_all("figure", class_="plot")
     assert len(figures) >= 3 and all(f.find_all("svg") for f in figures)
 
     shot = tmp_path / "shot.png"
@@ -427,7 +432,8 @@ def test_shilling_groups_in_results_significance_and_plots(shilling_report):
     assert [r[1] for r in sig] == ["fgsm",
                                    *(f"shilling: average (defense={d})" for d in DEFENCES)]
     assert all(re.search(r"\d", cell) for r in sig for cell in r[3:])
-    plots = {f.attrs["id"] for f in doc.find("section", id="plots").find_all("figure")}
+    plots = {f.attrs["id"] for id_ in ("robustness", "training")
+             for f in doc.find("section", id=id_).find_all("figure")}
     assert {"plot-hr-10", "plot-ndcg-10", "plot-training-loss"} <= plots
     ids = [n.attrs["id"] for n in doc.find_all() if n.attrs.get("id")]
     assert len(ids) == len(set(ids))
@@ -441,7 +447,7 @@ def test_no_shilling_section_without_shilling_cells(report):
 
 
 def test_history_points_of_dicts_and_plain_numbers():
-    from advrec.experiments.report import history_points
+    from advrec.experiments.report_plots import history_points
 
     dicts = [{"epoch": 1, "loss": 0.5, "validation": None}, {"epoch": 2, "loss": 0.4,
                                                               "validation": 0.3}]

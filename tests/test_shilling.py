@@ -34,7 +34,11 @@ from advrec.data.stats import (
 from advrec.errors import ConfigError, DataError
 from advrec.evaluation.robustness import target_hit_ratio
 from advrec.evaluation.shilling import attack_impact, clean_baseline, target_ranks
-from advrec.experiments.shilling import plot_hit_ratio_vs_size, run_shilling_study
+from advrec.experiments.shilling import (
+    plot_hit_ratio_vs_size,
+    run_shilling_preset,
+    shilling_experiment,
+)
 from advrec.models import BPRMF, ItemPop
 
 SIZE, FILLER = 0.05, 0.03
@@ -364,9 +368,10 @@ def test_attack_impact_measures_real_users_only(split, targets):
     assert row["prediction_shift"] is None  # ItemPop predicts no ratings
 
 
-def test_study_rows_and_plot(split, tmp_path):
-    rows = run_shilling_study(split, ["itempop"], ["average", "love_hate"], (0.02, 0.05),
-                              n_targets=3, seed=0)
+def test_study_rows_and_plot(data_dir, tmp_path):
+    rows = run_shilling_preset(shilling_experiment(
+        "ml-100k", ["itempop"], ["average", "love_hate"], (0.02, 0.05), n_targets=3, seed=0,
+        output=tmp_path / "study"))
     assert len(rows) == 4 and {r["attack"] for r in rows} == {"average", "love_hate"}
     assert all(r["victim"] == "itempop" and r["n_fake"] in (19, 47) for r in rows)
     for suffix in (".png", ".svg"):
@@ -374,8 +379,8 @@ def test_study_rows_and_plot(split, tmp_path):
         assert out.stat().st_size > 1000 and not list(tmp_path.glob(".hr*"))
     with pytest.raises(ConfigError, match="must end in"):
         plot_hit_ratio_vs_size(rows, tmp_path / "hr.txt")
-    with pytest.raises(ConfigError, match="size must be > 0"):
-        run_shilling_study(split, ["itempop"], ["average"], (0.0,))
+    with pytest.raises(ConfigError, match=r"size.*must lie in \(0, 1\)"):
+        shilling_experiment("ml-100k", ["itempop"], ["average"], (0.0,), output=tmp_path)
 
 
 # ----------------------------------------------------------------------------- effects
@@ -577,9 +582,14 @@ def test_literature_shape_on_textbook_knn(train, mid_targets):
     assert small[0] < s["average"][0] < large[0] and small[1] < s["average"][1] < large[1]
 
 
-def test_study_on_implicit_data_and_characteristics_study(train):
-    implicit = subsample(train.with_ratings(None), n_users=400, n_items=800, seed=0)
-    rows = run_shilling_study(implicit, ["itempop"], ["bandwagon"], (0.05,), n_targets=2)
+def test_study_on_implicit_data_and_characteristics_study(train, tmp_path):
+    experiment = shilling_experiment("movielens-500", ["itempop"], ["bandwagon"], (0.05,),
+                                     n_targets=2, implicit=True, output=tmp_path / "implicit")
+    with pytest.raises(ConfigError, match="shilling.0.implicit: True does not fit"):
+        run_shilling_preset(experiment)  # rated data: refused before any cell runs
+    assert not (tmp_path / "implicit").exists()
+    binary = experiment.data.model_copy(update={"binarize": 4.0})
+    rows = run_shilling_preset(experiment.model_copy(update={"data": binary}))
     assert rows[0]["implicit"] is True and rows[0]["attack"] == "bandwagon"
     assert rows[0]["prediction_shift"] is None
     from advrec.experiments.shilling import run_characteristics_study

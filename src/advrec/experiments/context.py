@@ -204,9 +204,18 @@ def _validator(parts, metric: str):
 
 
 def check_detectors_have_ratings(ctx: Context) -> None:
-    """Detectors read rating profiles (RDMA, WDMA, …): refuse unrated data before any cell runs."""
+    """Detectors read rating profiles (RDMA, WDMA, …) and an explicit shilling attack rates its
+    items, an implicit one does not: refuse what does not fit the data before any cell runs."""
+    rated = ctx.parts(ctx.config.seeds[0]).train.ratings is not None
+    for i, entry in enumerate(ctx.config.shilling):
+        if entry.implicit is not None and entry.implicit != (not rated):
+            fix = ("drop the ratings (data.binarize) or set implicit: false" if rated
+                   else "set implicit: true (or leave it unset)")
+            raise ConfigError(f"shilling.{i}.implicit: {entry.implicit} does not fit "
+                              f"{ctx.config.data.dataset!r}, whose training data "
+                              f"{'has' if rated else 'has no'} ratings; {fix}")
     detectors = [d.detector for d in ctx.config.defenses if d.detector != "perfect"]
-    if detectors and ctx.parts(ctx.config.seeds[0]).train.ratings is None:
+    if detectors and not rated:
         raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
                           f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
                           f"data or data.binarize); only 'perfect' works without ratings")

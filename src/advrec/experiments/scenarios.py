@@ -30,6 +30,7 @@ class Scenario(ABC):
     """One kind of cell."""
 
     name: ClassVar[str]
+    variant_prefix: ClassVar[str] = ""  # before its attack variants' names in the report
 
     @abstractmethod
     def conditions(self, config: ExperimentConfig) -> list[Condition]:
@@ -55,6 +56,12 @@ class Scenario(ABC):
     def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
         """Compute one cell on the context ``ctx`` (see ``experiments.context.Context``)."""
 
+    def report_sections(self, data, groups: list) -> list:
+        """The report's sections on this scenario's cell groups (``experiments.reporting``'s
+        ``ReportData`` and ``Group``; ``Section`` objects); the results table and the
+        significance tests already cover every cell."""
+        return []
+
 
 # ---------------------------------------------------------------------------- clean
 class CleanEvaluation(Scenario):
@@ -76,6 +83,11 @@ class CleanEvaluation(Scenario):
                           evaluation=result, history=extra.get("history", []),
                           timings={"fit_seconds": extra.get("fit_seconds"),
                                    "evaluate_seconds": time.perf_counter() - t0})
+
+    def report_sections(self, data, groups: list) -> list:
+        from advrec.experiments.report_plots import training_section
+
+        return [training_section(data, groups)]
 
 
 # ---------------------------------------------------------------------------- parameter attacks
@@ -99,6 +111,11 @@ class ParameterAttack(Scenario):
 
     def describe(self, condition: Condition) -> str:
         return f"{condition.options['method']} ε={condition.options['eps']}"
+
+    def report_sections(self, data, groups: list) -> list:
+        from advrec.experiments.report_plots import robustness_section
+
+        return [robustness_section(data, groups)]
 
     def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
         from advrec.attacks import perturb, perturbed_scorer
@@ -144,6 +161,7 @@ class Injection(Scenario):
     the real users who had not rated them, before (the clean model) and after."""
 
     name = "shilling"
+    variant_prefix = "shilling: "
 
     def conditions(self, config: ExperimentConfig) -> list[Condition]:
         variants = _unique_variants("shilling", [
@@ -164,6 +182,11 @@ class Injection(Scenario):
     def describe(self, condition: Condition) -> str:
         return (f"{condition.options['attack']} size={condition.options['size']} "
                 f"defence={(condition.defense or {}).get('detector', 'none')}")
+
+    def report_sections(self, data, groups: list) -> list:
+        from advrec.experiments.report_shilling import shilling_section
+
+        return [shilling_section(data, groups)]
 
     def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
         from advrec.attacks.shilling import resolve_items

@@ -1,11 +1,9 @@
-"""Shilling studies: victims × attacks × attack sizes on one data set, a plot of the target hit
-ratio against attack size, and the data-characteristics study of Deldjoo et al. (SIGIR'20).
+"""Shilling studies: the ``advrec shill`` preset (victims × attacks × attack sizes on one data
+set, run on the experiment engine), a plot of the target hit ratio against attack size, and the
+data-characteristics study of Deldjoo et al. (SIGIR'20).
 
-``run_shilling_study``'s arguments map 1:1 to the command line (``advrec shill``)::
-
-    advrec shill ml-100k --victim userknn --victim itemknn --attack average --attack bandwagon \\
+    advrec shill mf userknn --dataset ml-100k --attack average --attack bandwagon \\
         --size 0.01 --size 0.05 --filler 0.03 --n-targets 5 --target-strategy quantile \\
-        [--quantile 0.4 0.6] \\
         [--targets 50,181] [--intent push|nuke] [--implicit] [--rank-by score|predict] \\
         --k 10 --seed 0 [--fold u1] [--plot hr.png]
 """
@@ -14,28 +12,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from advrec.attacks.shilling import ShillingAttack, make_attack, select_targets
-from advrec.data.datasets import load, load_split
+from advrec.data.datasets import load
 from advrec.data.interactions import Interactions
-from advrec.data.splits import random_holdout
 from advrec.data.stats import characteristics, impact_regression, subsample
 from advrec.errors import ConfigError, DataError
-from advrec.evaluation.shilling import attack_impact, clean_baseline
+from advrec.evaluation.shilling import attack_impact
 from advrec.outputs import write_file
 
 __all__ = [
     "PLOT_SUFFIXES",
-    "load_study_data",
     "plot_hit_ratio_vs_size",
     "resolve_victim",
     "run_characteristics_study",
     "run_shilling_preset",
-    "run_shilling_study",
     "shilling_experiment",
 ]
 
@@ -43,26 +37,7 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 Log = Callable[[str], None]
 
 
-# ----------------------------------------------------------------------------- inputs
-def load_study_data(dataset, fold: str | None = None, test_ratio: float = 0.2,
-                    seed: int = 0) -> tuple[Interactions, Interactions | None]:
-    """(train, test) from a data set name (its predefined split, else a seeded random hold-out),
-    an ``Interactions`` (random hold-out) or a ``(train, test)`` pair (as is)."""
-    if isinstance(dataset, tuple):
-        train, test = dataset
-        return train, test
-    if isinstance(dataset, Interactions):
-        split = random_holdout(dataset, test_ratio=test_ratio, seed=seed)
-        return split[0], split[1]
-    try:
-        return load_split(str(dataset), fold=fold)
-    except DataError as exc:
-        if "no predefined" not in str(exc):
-            raise
-    split = random_holdout(load(str(dataset)), test_ratio=test_ratio, seed=seed)
-    return split[0], split[1]
-
-
+# ----------------------------------------------------------------------------- victims
 def _model_class(name: str) -> type:
     """A model class by registry name; falls back to the kNN and MF modules until registered."""
     from advrec.models import get_model
@@ -89,67 +64,6 @@ def resolve_victim(spec, params: Mapping | None = None) -> Callable[[], object]:
     raise ConfigError(f"a victim must be a model name, class, instance or factory, got {spec!r}")
 
 
-def _victim_label(spec) -> str:
-    if isinstance(spec, str):
-        return spec
-    return getattr(spec, "name", "") or getattr(spec, "__name__", "") or type(spec).__name__
-
-
-def _make(attack, size: float, filler, intent: str | None, implicit: bool) -> ShillingAttack:
-    """The attack at ``size``; a name gets ``filler``/``intent``/``implicit``, an instance keeps
-    its own parameters except the size."""
-    if isinstance(attack, ShillingAttack):
-        return replace(attack, size=size)
-    params = {"size": size, "filler": filler, "intent": intent, "implicit": implicit}
-    return make_attack(attack, **params)
-
-
-def _targets(train: Interactions, targets, n_targets: int, strategy: str,
-             quantile: tuple[float, float], seed: int):
-    if targets is not None:
-        return np.atleast_1d(np.asarray(targets))
-    return select_targets(train, n_targets, strategy, quantile, seed=seed)
-
-
-# ----------------------------------------------------------------------------- study
-def run_shilling_study(dataset, victims: Sequence, attacks: Sequence,
-                       sizes: Sequence[float] = (0.01, 0.05, 0.1), filler: float | int = 0.03,
-                       n_targets: int = 5, target_strategy: str = "quantile", k: int = 10,
-                       seed: int = 0, *, targets=None, quantile: tuple[float, float] = (0.4, 0.6),
-                       intent: str | None = None,
-                       implicit: bool | None = None, rank_by: str = "score",
-                       fold: str | None = None, victim_params: Mapping | None = None,
-                       log: Log | None = None) -> list[dict]:
-    """One row per (victim × attack × size): target hit ratio@k and mean rank before/after with
-    paired p-values, prediction shift (rating models), collateral test accuracy.
-
-    ``dataset``: a name, an ``Interactions`` or a (train, test) pair (:func:`load_study_data`).
-    ``victims``: model names (``victim_params[name]`` gives their hyper-parameters), classes,
-    instances or factories; each is fitted once on the clean data. ``attacks``: names or
-    :class:`ShillingAttack` objects. ``targets`` (raw item ids) overrides ``n_targets`` /
-    ``target_strategy`` (``quantile``: the popularity band of the ``"quantile"`` strategy).
-    ``implicit`` None: the implicit variants iff the data has no ratings.
-    """
-    if not victims or not attacks or not sizes:
-        raise ConfigError("victims, attacks and sizes must each name at least one entry")
-    train, test = load_study_data(dataset, fold=fold, seed=seed)
-    implicit = (train.ratings is None) if implicit is None else bool(implicit)
-    chosen = _targets(train, targets, n_targets, target_strategy, quantile, seed)
-    plan = [(a, s) for a in attacks for s in sizes]
-    made = [_make(a, s, filler, intent, implicit) for a, s in plan]  # fail fast on bad input
-    rows = []
-    for spec in victims:
-        label = _victim_label(spec)
-        factory = resolve_victim(spec, (victim_params or {}).get(label))
-        base = clean_baseline(factory, train, test, chosen, (k,), rank_by)
-        for attack in made:
-            impact = attack_impact(factory, train, test, attack, chosen, (k,), seed, rank_by,
-                                   baseline=base)
-            rows.append({"dataset": train.name, **impact.row(), "victim": label})
-            _log_row(log, rows[-1], attack.label, k)
-    return rows
-
-
 def _log_row(log: Log | None, row: Mapping, attack: str, k: int) -> None:
     """One progress line per study row: the targets' hit ratio before → after."""
     if log is not None:
@@ -170,7 +84,9 @@ def shilling_experiment(dataset: str, victims: Sequence[str], attacks: Sequence[
                         rank_by: str = "score", fold: str | None = None):
     """The shilling study of named victims and attacks as an experiment: the data set's own
     split (else a seeded 80/20 hold-out), one model entry per victim, one shilling entry per
-    attack with the sizes as a grid; the same protocol as :func:`run_shilling_study`."""
+    attack with the sizes as a grid. Each victim is trained once on the clean data and again on
+    each poisoned copy; ``targets`` (raw item ids) overrides ``n_targets`` /
+    ``target_strategy``; ``implicit`` None: the implicit variants iff the data has no ratings."""
     from advrec.data.datasets import info
     from advrec.experiments.config import parse_config
 
@@ -195,9 +111,9 @@ def shilling_experiment(dataset: str, victims: Sequence[str], attacks: Sequence[
 def run_shilling_preset(experiment, log: Log | None = None, overwrite: bool = False,
                         progress: bool | None = False) -> list[dict]:
     """Run a :func:`shilling_experiment` on the engine (store, models and report in its
-    output; a re-run resumes) and return one row per victim × attack × size, as
-    :func:`run_shilling_study` does: target hit ratio@k and mean rank before/after with paired
-    p-values, prediction shift (rating models), collateral test accuracy."""
+    output; a re-run resumes) and return one row per victim × attack × size: target hit
+    ratio@k and mean rank before/after with paired p-values, prediction shift (rating models),
+    collateral test accuracy."""
     from advrec.experiments.context import Context
     from advrec.experiments.runner import plan, run_experiment
     from advrec.experiments.store import ResultsStore

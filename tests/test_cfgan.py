@@ -15,13 +15,12 @@ from advrec.evaluation import Evaluator, holdout_validation, metric_validator
 from advrec.models import MODELS, ItemPop
 from advrec.models.gan.cfgan import (
     CFGAN,
-    CFGANNet,
     discriminator_loss,
     fake_vectors,
     generator_loss,
-    init_mlp,
     sample_unobserved,
 )
+from advrec.models.gan.cfgan_net import CFGANNet, init_mlp
 
 SMALL = dict(g_hidden=16, d_hidden=8, g_batch_size=16, d_batch_size=16, g_lr=1e-3, d_lr=1e-3)
 

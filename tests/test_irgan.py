@@ -18,14 +18,14 @@ from advrec.evaluation.selection import holdout_validation, metric_validator
 from advrec.models import BPRMF
 from advrec.models.gan.irgan import (
     IRGAN,
-    MFScorer,
-    _d_epoch_kernel,
     gumbel_generator_loss,
     gumbel_softmax_sample,
     official_reward,
     proposal,
     reinforce_loss,
 )
+from advrec.models.gan.irgan_net import MFScorer
+from advrec.models.gan.irgan_net import d_epoch_kernel as _d_epoch_kernel
 
 torch.set_num_threads(1)
 

@@ -49,7 +49,7 @@ LAYERS: dict[str, int] = {
 # Foundation modules (architecture.md: errors, validation, outputs, metric_names; with them the
 # version and the closed vocabularies): any layer may import them; they import only each other.
 FOUNDATION: frozenset[str] = frozenset({"errors", "validation", "outputs", "metric_names",
-                                        "vocabulary", "_version"})
+                                        "vocabulary", "_version", "_lazy"})
 FOUNDATION_RANK = 0
 FACE_RANK = max(LAYERS.values()) + 1  # ``advrec/__init__.py`` re-exports the public API
 

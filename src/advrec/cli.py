@@ -26,8 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)  # soft wrap: a long path is never broken by a newline
+out = Console(soft_wrap=True)
 
 RUN_FILE = "run.json"
 
@@ -53,9 +53,18 @@ DEBUG = {"on": False}
 OVERWRITE_HELP = "Replace an earlier advrec output there (only the files advrec wrote)."
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from advrec._version import __version__
+
+        print(f"advrec {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="On an error, show the full traceback too.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print advrec's version and exit.", is_eager=True, callback=_print_version)] = False,
 ) -> None:
     """Adversarial learning for recommender systems: train, attack, defend, evaluate."""
     DEBUG["on"] = debug
@@ -151,14 +160,13 @@ def datasets(
         if json_out:
             print(json.dumps({"data_dir": str(ds.data_dir()), "datasets": rows}, default=str))
             return
-        table = Table(title=f"data sets (ADVREC_DATA_DIR = {ds.data_dir()})")
-        for col in ("name", "users", "items", "interactions", "where / source"):
-            table.add_column(col, justify="right" if col in ("users", "items", "interactions") else "left")
-        for r in rows:
-            where = r["where"] or ("download: advrec fetch " + r["name"] if r["downloadable"] else "missing")
-            table.add_row(r["name"], _fmt_int(r.get("users")), _fmt_int(r.get("items")),
-                          _fmt_int(r.get("interactions")), where)
-        out.print(table)
+        table = [[r["name"], _fmt_int(r.get("users")), _fmt_int(r.get("items")),
+                  _fmt_int(r.get("interactions")),
+                  r["where"] or ("download: advrec fetch " + r["name"] if r["downloadable"]
+                                 else "missing")] for r in rows]
+        _print_table(f"data sets (ADVREC_DATA_DIR = {ds.data_dir()})",
+                     ["name", "users", "items", "interactions", "where / source"], table,
+                     fold=(4,))
 
 
 @app.command()
@@ -172,7 +180,45 @@ def fetch(
 
     with _errors(options={"force": "--overwrite"}):
         path = ds.fetch(name, force=overwrite)
-        out.print(f"{name}: {path}")
+        out.print(f"{name}: {escape(str(path))}")
+
+
+ListKind = _choices("ListKind", ("models", "attacks", "defenses", "metrics", "datasets"))
+
+
+@app.command("list")
+def list_command(
+    kind: Annotated[ListKind, typer.Argument(help="What to list: models, attacks, defenses, metrics or datasets.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+) -> None:
+    """List what exists, with each entry's parameters, their defaults and a one-line
+    description (read from the registries, so it is always current)."""
+    from advrec.experiments.catalogue import entries
+
+    with _errors():
+        found = entries(kind.value)
+        if json_out:
+            print(json.dumps([e.to_dict() for e in found]))
+            return
+        import textwrap
+
+        width = max(40, min(out.width, 100))
+
+        def para(text: str) -> None:  # indented, wrapped at word boundaries, never cut
+            out.print(escape(textwrap.fill(text, width, initial_indent="  ",
+                                           subsequent_indent="    ", break_long_words=False,
+                                           break_on_hyphens=False)),
+                      highlight=False, soft_wrap=True)
+
+        for e in found:
+            out.print(f"[bold]{escape(e.name)}[/bold]  [dim]{escape(e.kind)}[/dim]")
+            para(e.description)
+            if e.params:
+                para("parameters: " + ", ".join(
+                    f"{k} (required)" if v is None and k in e.required else f"{k}={v!r}"
+                    for k, v in e.params.items()))
+            for note in e.notes:
+                para(note)
 
 
 def _fmt_int(v) -> str:
@@ -212,6 +258,7 @@ def train(
     adv_reg: Annotated[float, typer.Option(help="APR: weight λ of the adversarial loss (0 = plain BPR-MF).")] = 1.0,
     adv_start: Annotated[int, typer.Option(help="APR: plain BPR epochs before the adversarial term switches on.")] = 0,
     init: Annotated[Path | None, typer.Option(help="Start from a saved BPR-MF/APR model folder (e.g. APR after BPR).")] = None,
+    model_param: Annotated[list[str], typer.Option("--param", help="Any hyper-parameter of the model as KEY=VALUE (repeat), e.g. --param k=20 for userknn; `advrec list models` shows each model's, with its default.")] = [],  # noqa: B006
     seed: Annotated[int, typer.Option(help="Seed for initialisation, sampling and splits.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: CUDA when present).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads.")] = None,
@@ -230,7 +277,9 @@ def train(
     from advrec.models.base import read_manifest
     from advrec.outputs import check_dir
 
-    with _errors(options={"init_from": "--init", **{param: f"--{opt.replace('_', '-')}" for opt, param in TRAIN_PARAMS.items()}}):
+    names = {p: f"--param {p}" for p in _param_keys(model_param)}
+    names.update({"init_from": "--init", **{p: f"--{o.replace('_', '-')}" for o, p in TRAIN_PARAMS.items()}})
+    with _errors(options=names):
         _setup_threads(threads)
         check_dir(out_dir, "model", overwrite=overwrite)  # before any work, not after it
         recipe = {"dataset": dataset, "split": split.value, "test_ratio": test_ratio,
@@ -262,8 +311,12 @@ def train(
                   "seed": seed, "eps": eps, "adv_reg": adv_reg, "adv_start": adv_start}
         # options typed on the command line; the others keep the model's own defaults (the
         # defaults --help shows are BPR-MF's, the tutorial's settings)
-        rec = cls(**{param: values[opt] for opt, param in TRAIN_PARAMS.items()
-                     if param in known and (_given(ctx, opt) or opt in ("seed", "device"))})
+        kwargs = {name: values[opt] for opt, name in TRAIN_PARAMS.items()
+                  if name in known and (_given(ctx, opt) or opt in ("seed", "device"))}
+        typed = {name: f"--{opt.replace('_', '-')}" for opt, name in TRAIN_PARAMS.items()
+                 if _given(ctx, opt)}
+        kwargs.update(_model_params(model_param, cls, known, typed))
+        rec = cls(**kwargs)
         rec.validate_params()
         parts = prepare(spec)
         fit_kw = {}
@@ -293,6 +346,31 @@ def train(
             _print_summary({model: result.summary}, title=f"{dataset}, test ({result.protocol})")
 
 
+def _model_params(pairs: list[str], cls, known: list[str], typed: dict[str, str]) -> dict:
+    """``--param KEY=VALUE`` pairs as model parameters (values read as YAML scalars: 20, 0.5,
+    true, null, [1, 2]); refused: a malformed pair, a key the model does not take, a key
+    given twice or also by its own option."""
+    import yaml
+
+    found: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise _config_error(f"--param {pair!r}: expected KEY=VALUE, e.g. --param epochs=20")
+        if key not in known:
+            raise _config_error(f"--param {key}: model {cls.name!r} has no parameter {key!r}; "
+                                f"it takes {', '.join(known)}")
+        if key in found or key in typed:
+            twice = typed.get(key, f"--param {key}")
+            raise _config_error(f"--param {key}: given twice (also as {twice})")
+        try:
+            found[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            found[key] = raw
+    return found
+
+
 def _own_data(ctx: typer.Context, data: Path | None, data_format: str | None,
               test_data: Path | None, sep: str | None, columns: str | None,
               header: bool) -> dict:
@@ -317,6 +395,10 @@ def _own_data(ctx: typer.Context, data: Path | None, data_format: str | None,
     if not _given(ctx, "dataset"):
         fields["dataset"] = data.name
     return fields
+
+
+def _param_keys(pairs: list[str]) -> list[str]:
+    return [p.partition("=")[0].strip().replace("-", "_") for p in pairs]
 
 
 TRAIN_PARAMS = {  # train's options and the model parameters they set
@@ -365,7 +447,7 @@ def evaluate(
 
 @app.command()
 def attack(
-    model_dir: Annotated[Path, typer.Argument(help="A folder written by `advrec train` (bprmf or apr).")],
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `advrec train`, of a model that declares parameter blocks (`advrec list models` names them).")],
     method: Annotated[AttackMethod, typer.Option(help="fgsm (one gradient step), random (noise of the same norm), pgd (iterative, projected).")] = AttackMethod.fgsm,
     eps: Annotated[float, typer.Option(help="Perturbation size ε: the L2 norm of every perturbed row (or the L∞ bound).")] = 0.5,
     block: Annotated[Block, typer.Option(help="Which parameter block to perturb.")] = Block.both,
@@ -415,18 +497,15 @@ def attack(
         if json_out:
             print(json.dumps(report))
             return
-        table = Table(title=f"{method.value} ε={eps} on {block.value} ({norm.value})")
-        for col in ("metric", "before", "after", "change", "p-value"):
-            table.add_column(col, justify="left" if col == "metric" else "right")
-        for m, v in outcome.before.summary.items():
-            table.add_row(m, f"{v:.4f}", f"{outcome.after.summary[m]:.4f}",
-                          f"{100 * outcome.change[m]:+.1f}%", f"{outcome.p_values.get(m, float('nan')):.2g}")
+        table = [[m, f"{v:.4f}", f"{outcome.after.summary[m]:.4f}",
+                  f"{100 * outcome.change[m]:+.1f}%", f"{outcome.p_values.get(m, float('nan')):.2g}"]
+                 for m, v in outcome.before.summary.items()]
         if "targets" in report:
-            for key in report["targets"]["before"]:
-                if key != "target_pairs":
-                    table.add_row(key, f"{report['targets']['before'][key]:.4f}",
-                                  f"{report['targets']['after'][key]:.4f}", "", "")
-        out.print(table)
+            table += [[key, f"{report['targets']['before'][key]:.4f}",
+                       f"{report['targets']['after'][key]:.4f}", "", ""]
+                      for key in report["targets"]["before"] if key != "target_pairs"]
+        _print_table(f"{method.value} ε={eps} on {block.value} ({norm.value})",
+                     ["metric", "before", "after", "change", "p-value"], table)
 
 
 def _coerce_ids(raw: list[str], ids):
@@ -461,16 +540,49 @@ def _load_with_data(model_dir, load_model, prepare, DataSpec, dataset=None, devi
     return rec, parts
 
 
+def _print_table(title: str, head: list[str], rows: list[list[str]], *, left: int = 1,
+                 keys: int = 1, fold: tuple[int, ...] = ()) -> None:
+    """A table that fits the console, piped or not: the title and a header wrap at their
+    spaces, a number is never cut or wrapped (text columns, the first ``left``, and ``fold``
+    columns such as paths, wrap instead); when the columns do not fit side by side they go into
+    several tables, each repeating the first ``keys`` columns. Cells are plain text; the first
+    ``left`` columns are left-aligned, the others right."""
+    import textwrap
+
+    fold = tuple(range(left)) + tuple(fold)
+
+    def need(i: int) -> int:
+        cell = max((len(r[i]) for r in rows), default=0)
+        word = max((len(w) for r in [head, *rows] for w in r[i].split()), default=0)
+        return max(word, min(cell, 24)) if i in fold else max(word, cell)
+
+    widths = [need(i) for i in range(len(head))]
+    chunks: list[list[int]] = []
+    current = list(range(keys))
+    for i in range(keys, len(head)):
+        if current != list(range(keys)) and sum(widths[j] + 3 for j in [*current, i]) + 1 > out.width:
+            chunks.append(current)
+            current = list(range(keys))
+        current.append(i)
+    chunks.append(current)
+    for n, cols in enumerate(chunks):
+        text = title + ("" if n == 0 else " (continued)")
+        table = Table(title=escape("\n".join(textwrap.wrap(text, out.width))))
+        for i in cols:
+            label = "\n".join(textwrap.wrap(head[i], widths[i], break_long_words=False)) or " "
+            table.add_column(escape(label), justify="left" if i < left else "right",
+                             no_wrap=i not in fold, overflow="fold", min_width=widths[i])
+        for r in rows:
+            table.add_row(*(escape(r[i]) for i in cols))
+        out.print(table)
+
+
 def _print_summary(results: dict[str, dict[str, float]], title: str) -> None:
     """One row per metric, one column per model (fits a narrow terminal)."""
     metrics = list(next(iter(results.values())).keys())
-    table = Table(title=title)
-    table.add_column("metric")
-    for name in results:
-        table.add_column(escape(name), justify="right")
-    for m in metrics:
-        table.add_row(m, *(f"{summary.get(m, float('nan')):.4f}" for summary in results.values()))
-    out.print(table)
+    _print_table(title, ["metric", *results],
+                 [[m, *(f"{summary.get(m, float('nan')):.4f}" for summary in results.values())]
+                  for m in metrics])
 
 
 # ---------------------------------------------------------------------------- demo
@@ -558,7 +670,8 @@ def handson(
                             eps=eps, adv_reg=adv_reg, attack_eps=attack_eps, sweep_eps=sweep_eps,
                             k=k, seed=seed, device=device)
         log = (lambda _m: None) if (quiet or json_out) else (lambda m: err.print(m, highlight=False))
-        result = run_handson(cfg, output=out_dir, log=log, overwrite=overwrite)
+        result = run_handson(cfg, output=out_dir, log=log, overwrite=overwrite,
+                             progress=False if quiet else None)
         paths = write_outputs(result, out_dir)
         from advrec.experiments.report import write_report
 
@@ -570,20 +683,16 @@ def handson(
             (f"{dataset}: FGSM ε={attack_eps} on every stage (full ranking @{k})", stage_table(result)),
             (f"relative change of nDCG@{k} under perturbation", sweep_table(result)),
         ):
-            table = Table(title=title)
-            for i, h in enumerate(header):
-                table.add_column(h, justify="left" if i == 0 else "right")
-            for r in rows:
-                table.add_row(*(escape(c) for c in r))
-            out.print(table)
-        out.print(f"plot: {paths['png']} and {paths['svg']}; all numbers: {paths['json']}; "
-                  f"report: {paths['report']}")
+            _print_table(title, list(header), [list(r) for r in rows])
+        out.print(escape(f"plot: {paths['png']} and {paths['svg']}; all numbers: {paths['json']}; "
+                         f"report: {paths['report']}"))
 
 
 # ---------------------------------------------------------------------------- shilling
 @app.command()
 def shill(
-    victims: Annotated[list[str], typer.Argument(help=f"Victim model names: {V.listing(V.MODELS)}.")],
+    ctx: typer.Context,
+    victims: Annotated[list[str], typer.Argument(help=f"Victims: model names ({V.listing(V.MODELS)}) or folders written by `advrec train` (the model and its hyper-parameters, retrained with the study's seed; their data set unless --dataset).")],
     dataset: Annotated[str, typer.Option(help="Data set (its predefined split, else a seeded 80/20 hold-out).")] = "ml-100k",
     fold: Annotated[str | None, typer.Option(help="Predefined fold, e.g. u1 for ml-100k.")] = None,
     attack: Annotated[list[str], typer.Option("--attack", help=f"Attack (repeat): {V.listing(V.SHILLING_ATTACKS)}.")] = ["average"],  # noqa: B006
@@ -601,6 +710,7 @@ def shill(
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="The study's experiment folder (results store, models, report.html); a re-run resumes there.")] = Path("runs/shill"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a --plot file advrec wrote before, or another experiment's results at --out (only advrec's files).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Inject hand-crafted fake profiles, retrain each victim, and report how far the target
     items moved (hit ratio@k and mean rank, prediction shift, paired p-values, collateral).
@@ -621,14 +731,17 @@ def shill(
         if targets:
             raw_targets = [t.strip() for t in targets.split(",") if t.strip()]
             raw_targets = [int(t) if t.lstrip("-").isdigit() else t for t in raw_targets]
-        log = (lambda _m: None) if json_out else (lambda m: err.print(escape(m)))
+        log = (lambda _m: None) if (json_out or quiet) else (lambda m: err.print(escape(m)))
         count = filler >= 1 and float(filler).is_integer()
+        entries, recipe = _victims(victims)
         experiment = shilling_experiment(
-            dataset, victims, attack, sizes=size, filler=int(filler) if count else filler,
+            dataset, entries, attack, sizes=size, filler=int(filler) if count else filler,
             n_targets=n_targets, target_strategy=target_strategy, k=k, seed=seed,
             output=out_dir, targets=raw_targets, fold=fold,
-            intent=intent.value if intent else None, implicit=implicit, rank_by=rank_by)
-        rows = run_shilling_preset(experiment, log=log, overwrite=overwrite)
+            intent=intent.value if intent else None, implicit=implicit, rank_by=rank_by,
+            data=None if _given(ctx, "dataset") or _given(ctx, "fold") else recipe)
+        rows = run_shilling_preset(experiment, log=log, overwrite=overwrite,
+                                   progress=False if quiet else None)
         from advrec.experiments.report import write_report
 
         report_path = write_report(out_dir)
@@ -637,20 +750,50 @@ def shill(
         if json_out:
             print(json.dumps(rows, default=str))
             return
-        table = Table(title=f"{dataset}: target hit ratio@{k} before → after the attack")
-        for col in ("victim", "attack", "size", f"hr@{k}", "p", "mean rank"):
-            table.add_column(col, justify="left" if col in ("victim", "attack") else "right")
-        for r in rows:
-            table.add_row(escape(str(r["victim"])), escape(str(r.get("attack", ""))),
-                          f"{r.get('size', float('nan')):g}",
-                          f"{r[f'hr@{k}_before']:.4f} → {r[f'hr@{k}_after']:.4f}",
-                          f"{r[f'hr@{k}_p']:.2g}",
-                          f"{r.get('mean_rank_before', float('nan')):.0f} → "
-                          f"{r.get('mean_rank_after', float('nan')):.0f}")
-        out.print(table)
+        def shift(r) -> str:  # rating models only
+            v = r.get("prediction_shift")
+            return "—" if v is None else f"{v:+.3f}"
+
+        _print_table(
+            f"{experiment.data.dataset}: the targets before → after the attack",
+            ["victim", "attack", "size", f"hit ratio@{k}", "p", "mean rank", "rating shift"],
+            [[str(r["victim"]), str(r.get("attack", "")), f"{r.get('size', float('nan')):g}",
+              f"{r[f'hr@{k}_before']:.4f} → {r[f'hr@{k}_after']:.4f}", f"{r[f'hr@{k}_p']:.2g}",
+              f"{r.get('mean_rank_before', float('nan')):.0f} → "
+              f"{r.get('mean_rank_after', float('nan')):.0f}", shift(r)] for r in rows],
+            left=2, keys=2)
         if plot is not None:
             out.print(f"plot: {escape(str(plot))}")
         out.print(f"report: {escape(str(report_path))}")
+
+
+def _victims(victims: list[str]) -> tuple[list[str | dict], dict | None]:
+    """Victim arguments as model entries: a name as is; a model folder as its model, its
+    hyper-parameters (not its seed or device) and its folder's name as the label. Also the data
+    recipe the folders were trained on (None without folders; they must agree)."""
+    from advrec.models.base import read_manifest
+
+    entries: list[str | dict] = []
+    recipe, source = None, None
+    for v in victims:
+        folder = Path(v)
+        if not (folder / "manifest.json").is_file():
+            if folder.exists() or "/" in v or "\\" in v:
+                raise _config_error(f"{v}: not a model folder written by `advrec train` (no "
+                                    f"manifest.json) nor a model name")
+            entries.append(v)
+            continue
+        manifest = read_manifest(folder)
+        params = {k: x for k, x in manifest.get("params", {}).items() if k not in ("seed", "device")}
+        entries.append({"name": manifest["model"], "params": params,
+                        "label": folder.resolve().name})
+        data = (manifest.get("extra", {}).get("run") or {}).get("data")
+        if data is not None:
+            if recipe is not None and data != recipe:
+                raise _config_error(f"{v} and {source} were trained on different data; give "
+                                    f"--dataset to study them on one")
+            recipe, source = data, v
+    return entries, recipe
 
 
 # ---------------------------------------------------------------------------- detection
@@ -670,6 +813,7 @@ def detect(
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="The study's experiment folder (results store, models, report.html); a re-run resumes there.")] = Path("runs/detect"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier --plot folder, or another experiment's results at --out (only the files advrec wrote).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Detect injected fake profiles without leaking labels (leave-one-attack-type-out):
     precision/recall/F1/ROC-AUC per held-out attack and detector, and what removing the flagged
@@ -694,25 +838,23 @@ def detect(
         if plot is not None:
             claim_dir(plot, "plots", overwrite=overwrite).record("roc.png", "pr.png",
                                                                  "features.png")
-        rows = run_detection_preset(experiment, plots=plot, overwrite=overwrite)
+        rows = run_detection_preset(experiment, plots=plot, overwrite=overwrite,
+                                    progress=False if quiet else None)
         from advrec.experiments.report import write_report
 
         report_path = write_report(out_dir)
         if json_out:
             print(json.dumps(rows, default=str))
             return
-        table = Table(title=f"{dataset}: detection of held-out attacks (size {size:g}, filler {filler:g})")
         cols = ["held_out", "detector", "precision", "recall", "f1", "roc_auc"]
         victim_cols = [c for c in (f"target_hr@{k}_attacked", f"target_hr@{k}_filtered",
                                    f"target_hr@{k}_clean") if rows and c in rows[0]]
-        for c in cols + victim_cols:
-            table.add_column(c.replace("_", " "), justify="left" if c in cols[:2] else "right")
-        for r in rows:
-            table.add_row(*(escape(str(r.get(c, ""))) if c in cols[:2]
-                            else f"{r.get(c, float('nan')):.3f}" for c in cols + victim_cols))
-        out.print(table)
+        _print_table(f"{dataset}: detection of held-out attacks (size {size:g}, filler {filler:g})",
+                     [c.replace("_", " ") for c in cols + victim_cols],
+                     [[str(r.get(c, "")) if c in cols[:2] else f"{r.get(c, float('nan')):.3f}"
+                       for c in cols + victim_cols] for r in rows], left=2, keys=2)
         if plot is not None:
-            out.print(f"plots: {plot}/roc.png, pr.png, features.png")
+            out.print(f"plots: {escape(str(plot))}/roc.png, pr.png, features.png")
         out.print(f"report: {escape(str(report_path))}")
 
 
@@ -734,7 +876,7 @@ def validate(
     with _errors():
         config = load_config(file)
         the_plan = preflight(config, max_cells=max_cells, source=str(file), overwrite=overwrite)
-        out.print(f"{file}: valid. {len(the_plan.jobs)} model(s) to train, "
+        out.print(f"{escape(str(file))}: valid. {len(the_plan.jobs)} model(s) to train, "
                   f"{len(the_plan.cells)} cell(s); results go to {escape(str(config.output))}")
 
 
@@ -763,7 +905,7 @@ def run(
                                      address=address, progress=False if quiet else None,
                                      max_cells=max_cells, overwrite=overwrite, source=str(file))
         except KeyboardInterrupt:
-            err.print(f"interrupted: finished cells are saved in {config.output}; "
+            err.print(f"interrupted: finished cells are saved in {escape(str(config.output))}; "
                       f"run the same command again to resume")
             raise typer.Exit(130) from None
         out.print(f"{summary.done_now} cell(s) run, {summary.done_before} already done, "
@@ -772,9 +914,9 @@ def run(
             from advrec.experiments.report import write_report
 
             path = write_report(summary.output)
-            out.print(f"report: {path}")
+            out.print(f"report: {escape(str(path))}")
         else:
-            out.print(f"results: {summary.output}")
+            out.print(f"results: {escape(str(summary.output))}")
 
 
 @app.command()
@@ -828,19 +970,15 @@ def results(
             flat.columns = [f"{m}_{s}" for m, s in flat.columns]
             print(flat.reset_index().to_json(orient="records"))
             return
-        table = Table(title=f"{folder}: mean ± std over seeds")
-        for g in group_by:
-            table.add_column(g)
-        for m in metric_cols:
-            table.add_column(m, justify="right")
-        table.add_column("n", justify="right")
+        table = []
         for key, row in grouped.iterrows():
             key = key if isinstance(key, tuple) else (key,)
             n = int(row[(metric_cols[0], "count")])
             cells = [f"{row[(m, 'mean')]:.4f}" + (f"±{row[(m, 'std')]:.4f}" if n > 1 else "")
                      for m in metric_cols]
-            table.add_row(*(escape("—" if k != k else str(k)) for k in key), *cells, str(n))
-        out.print(table)
+            table.append([*("—" if k != k else str(k) for k in key), *cells, str(n)])
+        _print_table(f"{folder}: mean ± std over seeds", [*group_by, *metric_cols, "n"], table,
+                     left=len(group_by), keys=min(len(group_by), 2))
 
 
 def _write_frame(frame, path: Path, writer: str, overwrite: bool) -> None:

@@ -13,6 +13,17 @@ RANK_METRICS = ("hr", "ndcg", "precision", "recall", "mrr", "map")
 ALL_METRICS = (*RANK_METRICS, "auc")
 """Every metric name the evaluator understands."""
 
+DESCRIPTIONS = {
+    "hr": "Hit ratio@k: share of users with at least one test item in their top k.",
+    "ndcg": "Normalised discounted cumulative gain@k of the test items in the top k.",
+    "precision": "Precision@k: share of the top k that are test items.",
+    "recall": "Recall@k: share of a user's test items that are in the top k.",
+    "mrr": "Mean reciprocal rank of the first test item in the top k.",
+    "map": "Mean average precision@k (precision at each hit, averaged).",
+    "auc": "Area under the ROC curve: a test item ranked above an unseen item, per user.",
+}
+"""One line per metric (``advrec list metrics``); a test checks it names every metric."""
+
 
 def parse_metric(name: object, *, default_k: int | None = 10,
                  allowed: Sequence[str] = ALL_METRICS,

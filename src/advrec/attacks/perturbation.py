@@ -20,13 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
 from advrec.errors import ConfigError, DataError
-from advrec.models.base import Recommender
+from advrec.models.base import MODELS, Recommender
 from advrec.training.perturbation import (
     check_eps,
     check_norm,
@@ -37,9 +36,12 @@ from advrec.training.perturbation import (
 from advrec.validation import check_float, check_int
 from advrec.vocabulary import PERTURBATIONS, TARGET_MODES
 
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+
 METHODS = PERTURBATIONS
 MODES = TARGET_MODES
-Perturbation = dict[str, torch.Tensor]
+Perturbation = dict[str, "torch.Tensor"]
 
 
 @dataclass
@@ -118,8 +120,10 @@ def check_targets(targets, n_items: int) -> np.ndarray:
 
 def _blocks(model, blocks: str | Sequence[str]) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
     if not isinstance(model, Recommender) or not model.supports("parameter_blocks"):
+        able = [name for name, cls in MODELS.items() if cls.supports("parameter_blocks")]
         raise ConfigError(f"{type(model).__name__} exposes no parameter blocks to perturb; "
-                          f"parameter attacks need an embedding model such as bprmf or apr")
+                          f"parameter attacks need a model that declares them: "
+                          f"{', '.join(able)}")
     tables = model.parameter_blocks()
     if isinstance(blocks, str):
         blocks = tuple(tables) if blocks in ("both", "all") else (blocks,)

@@ -27,11 +27,13 @@ from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
 from advrec.vocabulary import INTENTS, TARGET_STRATEGIES
+
+pd = lazy("pandas")
 
 __all__ = [
     "ATTACKS",

@@ -273,9 +273,26 @@ def data_dir() -> Path:
 
 
 def default_cache_dir() -> Path:
-    """Where :func:`fetch` puts downloads: ``$ADVREC_DATA_DIR`` or ``~/.cache/advrec``."""
+    """Where :func:`fetch` puts downloads: ``$ADVREC_DATA_DIR`` when it may be written, else
+    ``~/.cache/advrec``. A read-only data folder (one whose permissions grant no write, such as
+    a shared data set mount) is never written, whoever runs advrec (root included)."""
     env = os.environ.get(ENV_DATA_DIR)
-    return Path(env).expanduser() if env else _home_cache()
+    if env and _may_write(Path(env).expanduser()):
+        return Path(env).expanduser()
+    return _home_cache()
+
+
+def _may_write(folder: Path) -> bool:
+    """Whether advrec may write into ``folder``: its permission bits grant a write and this
+    process may write there (root passes ``os.access`` on any folder, hence the bits); a folder
+    still to be made counts as its nearest existing parent."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(folder, os.W_OK)
 
 
 def _home_cache() -> Path:
@@ -298,7 +315,7 @@ def _candidates(root: str | os.PathLike | None) -> list[Path]:
             raise ParamError("root", f"expected a folder path, got {plain(root)}")
         return [Path(root)]
     out: list[Path] = []
-    for d in (data_dir(), default_cache_dir()):
+    for d in (data_dir(), default_cache_dir(), _home_cache()):
         if d not in out:
             out.append(d)
     return out
@@ -479,7 +496,10 @@ def fetch(name: str, cache_dir: str | os.PathLike | None = None, url: str | None
                           f"({exc.strerror or exc})") from None
     try:
         archive = work / "download.zip"
-        _download(source, archive_hash, archive, remote.max_unpacked_bytes + _MIB)
+        offline = (f"; without a network, download that file elsewhere and unzip it so that "
+                   f"{target / spec.files[0]} exists (or set {ENV_DATA_DIR} to a folder holding "
+                   f"{spec.folder}/), or set {ENV_DOWNLOAD_URL} to the base URL of a mirror")
+        _download(source, archive_hash, archive, remote.max_unpacked_bytes + _MIB, offline)
         root = _unpack(archive, work / "unpacked", source, remote, checks, everything)
         _check_contents(root, spec, source)
         _install(root, target, spec, force)
@@ -525,8 +545,10 @@ def _net_reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _download(url: str, known_hash: str | None, dest: Path, limit: int) -> None:
-    """Stream ``url`` into ``dest`` (at most ``limit`` bytes), then check ``known_hash``."""
+def _download(url: str, known_hash: str | None, dest: Path, limit: int,
+              offline: str = "") -> None:
+    """Stream ``url`` into ``dest`` (at most ``limit`` bytes), then check ``known_hash``;
+    ``offline`` is added to the message when the network cannot be reached."""
     alg, expected = _parse_hash(known_hash, "known_hash") if known_hash else ("sha256", None)
     digest = hashlib.new(alg)
     request = urllib.request.Request(url, headers={"User-Agent": "advrec"})
@@ -557,7 +579,7 @@ def _download(url: str, known_hash: str | None, dest: Path, limit: int) -> None:
         raise DataError(f"could not download {url}: HTTP {exc.code} "
                         f"{' '.join(str(exc.reason).split())}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        raise DataError(f"could not download {url}: {_net_reason(exc)}") from None
+        raise DataError(f"could not download {url}: {_net_reason(exc)}{offline}") from None
     if expected is not None and digest.hexdigest() != expected:
         raise DataError(f"download of {url} failed its checksum: expected {alg}:{expected}, "
                         f"got {alg}:{digest.hexdigest()}; nothing was kept")

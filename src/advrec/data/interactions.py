@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
+from advrec._lazy import lazy
 from advrec.errors import DataError, ParamError
 from advrec.validation import plain
+
+pd = lazy("pandas")
+sp = lazy("scipy.sparse")
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _INT64_LIMIT = 2.0**63

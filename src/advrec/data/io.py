@@ -28,13 +28,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError, ParamError
 from advrec.outputs import write_file
 from advrec.validation import check_bool, check_float, check_int, plain
 from advrec.vocabulary import UNSEEN
+
+pd = lazy("pandas")
 
 __all__ = [
     "read_delimited",

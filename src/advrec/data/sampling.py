@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import scipy.sparse as sp
-from numba import njit
 
+from advrec._lazy import lazy
 from advrec.data._args import check_data, check_seed, internal_ids
 from advrec.data.interactions import Interactions
 from advrec.errors import DataError, ParamError
 from advrec.validation import check_bool, check_int
+
+sp = lazy("scipy.sparse")
 
 Seed = int | np.random.Generator
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -65,34 +66,6 @@ class _Complement:
     def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One item per entry of ``users``, uniform over that user's non-positives."""
         return self.nth_free(users, rng.integers(0, self.n_free[users]))
-
-
-@njit(cache=True, nogil=True)
-def _bitmap_member(bitmap, users, items, n_items):
-    out = np.zeros(len(users), np.bool_)
-    for q in range(len(users)):
-        key = users[q] * n_items + items[q]
-        out[q] = (bitmap[key >> 3] >> (key & 7)) & 1
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _segment_member(keys, starts, counts, users, items, n_items):
-    """For each query, whether ``users[q] * n_items + items[q]`` is among the user's keys."""
-    out = np.zeros(len(users), np.bool_)
-    for q in range(len(users)):
-        u = users[q]
-        target = u * n_items + items[q]
-        lo = starts[u]
-        hi = lo + counts[u]
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if keys[mid] < target:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[q] = lo < starts[u] + counts[u] and keys[lo] == target
-    return out
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
@@ -165,6 +138,9 @@ class UniformSampler:
 
     def _is_positive(self, users: np.ndarray, items: np.ndarray,
                      shape: tuple[int, ...] | None = None) -> np.ndarray:
+        from advrec.data.sampling_kernels import bitmap_member as _bitmap_member
+        from advrec.data.sampling_kernels import segment_member as _segment_member
+
         users = np.ascontiguousarray(users, dtype=np.int64)
         items = np.ascontiguousarray(items, dtype=np.int64)
         if shape is None:

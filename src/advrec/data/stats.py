@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
+from advrec._lazy import lazy
 from advrec.data._args import check_data, check_seed
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError, ParamError
 from advrec.validation import check_finite_array, check_float, plain
+
+sps = lazy("scipy.stats")
 
 __all__ = [
     "DEFAULT_FEATURES",

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, svds
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
@@ -31,10 +30,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.defenses.features import ProfileFeatures, check_features, profile_features
 from advrec.errors import ConfigError, DataError, NotFittedError
 from advrec.vocabulary import CLASSIFIERS, DEFENSES, DETECTORS
+
+sp = lazy("scipy.sparse")
 
 __all__ = ["CLASSIFIERS", "DETECTORS", "PCADetector", "RuleDetector", "SupervisedDetector",
            "filter_profiles", "make_detector", "pca_distances", "robust_z", "DEFENSES"]

@@ -52,12 +52,14 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
-import torch
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
+
+pd = lazy("pandas")
+sp = lazy("scipy.sparse")
+torch = lazy("torch")
 
 __all__ = ["FEATURES", "GENERIC_FEATURES", "MODEL_FEATURES", "SIMILARITIES", "ProfileFeatures",
            "check_features", "degsim", "profile_features"]

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-import torch
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
 from advrec.evaluation.metrics import ALL_METRICS, PAD, check_ks, rank_metrics
 from advrec.evaluation.significance import compare_results
 from advrec.vocabulary import PROTOCOLS
+
+sp = lazy("scipy.sparse")
+torch = lazy("torch")
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 """``users (LongTensor [B]) -> scores (Tensor [B, n_items])``: what the evaluator ranks."""

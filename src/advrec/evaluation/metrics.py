@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
-
+from advrec._lazy import lazy
 from advrec.errors import ConfigError, DataError
 from advrec.metric_names import ALL_METRICS, RANK_METRICS  # noqa: F401 (re-exported)
+
+torch = lazy("torch")
 
 PAD = math.inf
 """Padding value of the ``ranks`` matrices (a slot with no relevant item)."""

@@ -8,14 +8,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from advrec._lazy import lazy
 from advrec.attacks.perturbation import check_targets, perturb, perturbed_scorer
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError
 from advrec.evaluation.evaluator import EvaluationResult, Evaluator
 from advrec.evaluation.shilling import target_ranks
 from advrec.evaluation.significance import compare_results
+
+torch = lazy("torch")
 
 
 def relative_change(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:

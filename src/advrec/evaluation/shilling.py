@@ -24,14 +24,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from advrec._lazy import lazy
 from advrec.attacks.shilling import ShillingAttack, make_attack, resolve_items
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
 from advrec.evaluation.evaluator import EvaluationResult, Evaluator
 from advrec.evaluation.metrics import check_ks
 from advrec.evaluation.significance import compare_results, paired_test
+
+torch = lazy("torch")
 
 __all__ = [
     "RANK_BY",

@@ -517,7 +517,8 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
     Call it after the grid size is known to be bounded (each model variant is checked)."""
     from advrec.errors import ParamError
     from advrec.metric_names import parse_metric
-    from advrec.models import capability_problems, get_model, resolve_device
+    from advrec.models import capability_problems, get_model
+    from advrec.models.base import check_device
 
     problems: list[tuple[str, str]] = []
     labels = {m.key_label: m.name for m in config.models}
@@ -556,7 +557,7 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
         if a.targets is not None and not a.targets:
             problems.append((f"attacks.{j}.targets", "an empty list; give target item ids"))
     try:
-        resolve_device(config.device)  # the form, then whether this machine has it
+        check_device(config.device)  # the form, then whether this machine has it
     except ParamError as exc:
         problems.append(("device", exc.reason))
     except ConfigError as exc:

@@ -28,6 +28,7 @@ class Context:
         self._poisoned: dict[str, tuple] = {}
         self._defended: dict[str, tuple] = {}
         self._training_profiles: dict[int, dict] = {}  # defend's cache, per seed
+        self.fit_progress: bool | None = False  # the models' epoch progress (runner sets it)
         self._clean: dict[str, Any] = {}
         self._clean_targets: dict[str, Any] = {}
         self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
@@ -76,7 +77,7 @@ class Context:
         params["seed"] = job.seed
         fit_kw: dict[str, Any] = {}
         if "progress" in cls.capabilities.fit_options:
-            fit_kw["progress"] = False
+            fit_kw["progress"] = self.fit_progress
         if job.early_stopping is not None:
             fit_kw["validate"] = _validator(parts, job.early_stopping["metric"])
             params.update(patience=job.early_stopping["patience"],
@@ -206,6 +207,8 @@ def _validator(parts, metric: str):
 def check_detectors_have_ratings(ctx: Context) -> None:
     """Detectors read rating profiles (RDMA, WDMA, …) and an explicit shilling attack rates its
     items, an implicit one does not: refuse what does not fit the data before any cell runs."""
+    if not ctx.config.shilling and not ctx.config.defenses:
+        return  # nothing to check against the data: it is not loaded
     rated = ctx.parts(ctx.config.seeds[0]).train.ratings is not None
     for i, entry in enumerate(ctx.config.shilling):
         if entry.implicit is not None and entry.implicit != (not rated):

@@ -34,7 +34,7 @@ def run_ray(ctx, the_plan, todo, store, address, progress, log) -> int:
         import ray
     except ImportError:
         raise ConfigError("the ray executor needs Ray: pip install 'advrec[ray]'") from None
-    from advrec.experiments.progress import Progress
+    from advrec.training.progress import Progress
 
     started = not ray.is_initialized()
     if started:
@@ -60,12 +60,13 @@ def run_ray(ctx, the_plan, todo, store, address, progress, log) -> int:
     pending = {evaluate.remote(ctx.config, the_plan, cell, the_plan.job(cell.model_key),
                                refs[cell.model_key]): cell for cell in todo}
     try:
-        with Progress(progress, len(todo)) as bar:
+        with Progress("cells", len(todo), enabled=progress, unit="cells") as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 pending.pop(ready[0])
                 row = ray.get(ready[0])
                 store.write(row)
+                bar.describe(f"{row.model_label} (seed {row.seed}): {row.scenario} {row.attack}")
                 bar.advance()
                 log(f"done: {row.model_label} seed {row.seed} {row.scenario} {row.attack}")
     except BaseException:

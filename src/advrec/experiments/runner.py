@@ -18,16 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from advrec._lazy import lazy
 from advrec.errors import ConfigError
 from advrec.experiments.cells import Cell, Plan
 from advrec.experiments.config import ExperimentConfig
 from advrec.experiments.context import Context
 from advrec.experiments.planning import DEFAULT_MAX_CELLS, count_cells, plan, preflight
-from advrec.experiments.progress import Progress
 from advrec.experiments.scenarios import SCENARIOS
 from advrec.experiments.store import DB_NAME, ResultsStore
+
+torch = lazy("torch")
 
 __all__ = ["DEFAULT_MAX_CELLS", "RunSummary", "count_cells", "plan", "preflight",
            "run_experiment"]
@@ -86,8 +86,11 @@ def run_experiment(config: ExperimentConfig, executor: str | None = None,
 
 def _run_local(ctx: Context, the_plan: Plan, todo: list[Cell], store: ResultsStore,
                progress: bool | None, log: Log) -> int:
+    from advrec.training.progress import Progress
+
     trained = 0
-    with Progress(progress, len(todo)) as bar:
+    ctx.fit_progress = progress  # the models' epochs join the cells' display
+    with Progress("cells", len(todo), enabled=progress, unit="cells") as bar:
         for job in the_plan.jobs:
             cells = [c for c in todo if c.model_key == job.key]
             if not cells:

@@ -76,25 +76,32 @@ def _log_row(log: Log | None, row: Mapping, attack: str, k: int) -> None:
 PRESET = "shill"  # the experiment name of `advrec shill`: its folder resumes across calls
 
 
-def shilling_experiment(dataset: str, victims: Sequence[str], attacks: Sequence[str],
+def shilling_experiment(dataset: str, victims: Sequence[str | Mapping], attacks: Sequence[str],
                         sizes: Sequence[float] = (0.01, 0.05, 0.1), filler: float | int = 0.03,
                         n_targets: int = 5, target_strategy: str = "quantile", k: int = 10,
                         seed: int = 0, *, output: str | os.PathLike, targets=None,
                         intent: str | None = None, implicit: bool | None = None,
-                        rank_by: str = "score", fold: str | None = None):
+                        rank_by: str = "score", fold: str | None = None,
+                        data: Mapping | None = None):
     """The shilling study of named victims and attacks as an experiment: the data set's own
-    split (else a seeded 80/20 hold-out), one model entry per victim, one shilling entry per
+    split (else a seeded 80/20 hold-out; ``data``: an experiment file's ``data:`` section
+    instead, e.g. a trained model's recipe), one model entry per victim (a name, or a
+    ``models:`` entry such as ``{"name": "mf", "params": {...}, "label": ...}``), one shilling
+    entry per
     attack with the sizes as a grid. Each victim is trained once on the clean data and again on
     each poisoned copy; ``targets`` (raw item ids) overrides ``n_targets`` /
     ``target_strategy``; ``implicit`` None: the implicit variants iff the data has no ratings."""
     from advrec.data.datasets import info
     from advrec.experiments.config import parse_config
 
-    data: dict = {"dataset": dataset}
-    if fold is not None:
-        data["fold"] = fold
-    if not info(dataset).presplit:
-        data.update(split="holdout", test_ratio=0.2)
+    if data is not None:
+        data = {k: v for k, v in data.items() if k != "seed"}  # the study's seed splits
+    else:
+        data = {"dataset": dataset}
+        if fold is not None:
+            data["fold"] = fold
+        if not info(dataset).presplit:
+            data.update(split="holdout", test_ratio=0.2)
     entry = {"size": [float(x) for x in sizes], "filler": filler, "n_targets": n_targets,
              "target_strategy": target_strategy, "intent": intent, "implicit": implicit,
              "rank_by": rank_by}
@@ -102,7 +109,8 @@ def shilling_experiment(dataset: str, victims: Sequence[str], attacks: Sequence[
         entry["targets"] = list(targets)
     return parse_config({
         "name": PRESET, "description": "advrec shill: hand-crafted fake profiles against victims",
-        "data": data, "models": [{"name": v} for v in victims],
+        "data": data,
+        "models": [{"name": v} if isinstance(v, str) else dict(v) for v in victims],
         "shilling": [{"attack": a, **entry} for a in attacks],
         "evaluation": {"ks": [k], "metrics": ["hr", "ndcg"]}, "seeds": [seed],
         "output": str(output)}, source="shill")

@@ -12,10 +12,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from advrec._lazy import lazy
 from advrec.errors import ConfigError
 from advrec.experiments.cells import CellResult
+
+pd = lazy("pandas")
 
 SCHEMA_VERSION = 3
 DB_NAME = "results.duckdb"

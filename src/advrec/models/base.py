@@ -21,11 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
+from advrec._lazy import lazy
 from advrec._version import __version__
 from advrec.data.interactions import Interactions
 from advrec.errors import (
@@ -40,6 +37,9 @@ from advrec.errors import (
 from advrec.metric_names import parse_metric
 from advrec.outputs import claim_dir
 from advrec.validation import Device, Int, check_bool, check_index_array, check_int, plain
+
+sp = lazy("scipy.sparse")
+torch = lazy("torch")
 
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
@@ -118,6 +118,18 @@ class Noted:
 
 
 # ---------------------------------------------------------------------------- devices
+def check_device(device: object) -> None:
+    """What :func:`resolve_device` checks, without importing torch unless the device needs it
+    (``cuda``, ``mps``): the form, then whether this machine has it."""
+    if device is None or device == "auto":
+        return
+    if isinstance(device, str):
+        DEVICE.check(device, "device")
+        if device.split(":")[0] not in ("cuda", "mps"):
+            return
+    resolve_device(device)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``/"auto" → CUDA when present, else CPU; anything else as given, checked.
 
@@ -684,6 +696,8 @@ class Recommender(ABC):
         except (TypeError, ValueError) as exc:  # something in extra that JSON cannot hold
             raise ParamError("extra", f"must be JSON-serialisable ({_one_line(exc)})") from None
         out = claim_dir(path, "model", overwrite=overwrite)
+        from safetensors.torch import save_file
+
         out.write(STATE, lambda tmp: save_file(state, str(tmp)))
         out.write_text(MANIFEST, text)
         return path
@@ -878,6 +892,8 @@ def _read_state(spath: Path, model: Recommender) -> dict[str, torch.Tensor]:
 
     if not spath.is_file():
         raise bad("missing; expected the model's tensors beside its manifest")
+    from safetensors import safe_open
+
     csr = {"seen": (n_users, n_items),
            **{f"model.{p}": shape for p, shape in model._state_csr().items()}}
     try:

@@ -8,12 +8,9 @@ one uniformly sampled negative per positive.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
 from advrec.errors import ConfigError, ParamError
@@ -31,72 +28,14 @@ from advrec.training.optim import OPTIMIZERS
 from advrec.training.trainer import Callback, Trainer
 from advrec.validation import Choice, Int, Real, plain
 
+if TYPE_CHECKING:
+    from advrec.models.bpr_net import BPRNet
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+nn = lazy("torch.nn")
+
 BACKENDS = ("auto", "torch", "numba")
-
-
-class BPRNet(nn.Module):
-    """User and item embedding tables P, Q with ŷ_ui = p_u · q_i and the BPR batch loss.
-
-    Its perturbable parameter blocks are ``"user"`` (P) and ``"item"`` (Q); scores and loss can be
-    computed under a perturbation ``{block: Δ}`` (full-size tensors) without touching P and Q.
-    """
-
-    sparse_gradients = True
-    block_names = ("user", "item")
-
-    def __init__(self, n_users: int, n_items: int, dim: int, reg: float = 0.0):
-        super().__init__()
-        self.user = nn.Parameter(torch.empty(n_users, dim))
-        self.item = nn.Parameter(torch.empty(n_items, dim))
-        self.reg = reg
-
-    def blocks(self) -> dict[str, torch.Tensor]:
-        return {"user": self.user, "item": self.item}
-
-    def _rows(self, block: str, idx: torch.Tensor, perturbation) -> torch.Tensor:
-        table = self.user if block == "user" else self.item
-        rows = F.embedding(idx, table, sparse=True)
-        if perturbation and block in perturbation:
-            rows = rows + perturbation[block][idx]
-        return rows
-
-    def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
-             l2: bool = True) -> torch.Tensor:
-        """Σ softplus(−(ŷ_ui − ŷ_uj)) over the batch + reg·Σ(‖p_u‖² + ‖q_i‖² + ‖q_j‖²).
-
-        The L2 term is on the batch's clean rows (the APR code puts it on the whole tables; with the
-        default reg = 0 the two agree).
-        """
-        users, pos, neg = batch[0], batch[1], batch[2]
-        p = self._rows("user", users, perturbation)
-        qi = self._rows("item", pos, perturbation)
-        qj = self._rows("item", neg, perturbation)
-        loss = F.softplus(-(p * (qi - qj)).sum(-1)).sum()
-        if l2 and self.reg > 0:
-            clean = (
-                F.embedding(users, self.user, sparse=True),
-                F.embedding(pos, self.item, sparse=True),
-                F.embedding(neg, self.item, sparse=True),
-            )
-            loss = loss + self.reg * sum((t * t).sum() for t in clean)
-        return loss
-
-    def pair_scores(self, users: torch.Tensor, items: torch.Tensor,
-                    perturbation: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """ŷ_ui for aligned (broadcastable) user and item index tensors, optionally perturbed."""
-        return (self._rows("user", users, perturbation) *
-                self._rows("item", items, perturbation)).sum(-1)
-
-    def score(
-        self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        p, q = self.user[users], self.item
-        if perturbation:
-            if "user" in perturbation:
-                p = p + perturbation["user"][users]
-            if "item" in perturbation:
-                q = q + perturbation["item"]
-        return p @ q.T
 
 
 class NumbaBPRRunner:
@@ -149,7 +88,7 @@ class BPRMF(Recommender):
 
     name = "bprmf"
     capabilities = Capabilities(
-        parameter_blocks=BPRNet.block_names,
+        parameter_blocks=("user", "item"),  # BPRNet.block_names (a test checks they agree)
         early_stopping=True,
         warm_start=("bprmf", "apr"),
         fit_options=("validate", "callbacks", "checkpoint_dir", "resume", "progress",
@@ -227,6 +166,8 @@ class BPRMF(Recommender):
     # ------------------------------------------------------------------ fit
     def init_net(self, n_users: int, n_items: int) -> BPRNet:
         """A fresh network with truncated-normal(0, init_std) weights cut at 2 std, seeded."""
+        from advrec.models.bpr_net import BPRNet
+
         gen = torch.Generator().manual_seed(int(self.seed))
         net = BPRNet(n_users, n_items, int(self.n_factors), float(self.reg))
         with torch.no_grad():
@@ -382,6 +323,8 @@ class BPRMF(Recommender):
         return {"user": (self.n_users_, f), "item": (self.n_items_, f)}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        from advrec.models.bpr_net import BPRNet
+
         user, item = state["user"], state["item"]
         if user.shape[1] != int(self.n_factors):
             raise ValueError(f"embedding size {user.shape[1]} != n_factors {self.n_factors}")

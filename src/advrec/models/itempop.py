@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.models.base import Capabilities, Recommender
 from advrec.validation import Int
+
+torch = lazy("torch")
 
 
 class ItemPop(Recommender):

@@ -37,13 +37,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
-import torch
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, IdError
 from advrec.models.base import Capabilities, Recommender, id_array
 from advrec.validation import Choice, Int, Real
+
+sp = lazy("scipy.sparse")
+torch = lazy("torch")
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")
 SCORE_WITH = ("binary", "ratings")

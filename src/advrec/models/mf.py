@@ -25,16 +25,18 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.errors import DataError, ParamError
 from advrec.models.base import DEVICE, SEED, Capabilities, Recommender, resolve_device
 from advrec.models.knn import check_pairs
-from advrec.training.trainer import _progress
+from advrec.training.progress import epoch_progress
 from advrec.validation import Choice, Int, Real, plain
+
+sp = lazy("scipy.sparse")
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 SOLVERS = ("als", "sgd")
 
@@ -145,7 +147,7 @@ class MF(Recommender):
                   torch.zeros(train.n_items, dtype=torch.float64, device=dev)]
         run = self._fit_als if self.solver == "als" else self._fit_sgd
         self.history_: list[float] = []
-        with _progress(progress, self.name, int(self.epochs), 0) as bar:
+        with epoch_progress(progress, self.name, int(self.epochs), 0) as bar:
             p, q, bu, bi = run(r, params, dev, gen, bar)
         self.user_factors_, self.item_factors_ = p.float(), q.float()
         self.user_bias_, self.item_bias_ = bu.float(), bi.float()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
+from advrec._lazy import lazy
 from advrec.errors import ConfigError
 from advrec.training.perturbation import check_eps, check_norm, fgsm_direction
+
+torch = lazy("torch")
 
 
 class AdversarialRegularizer:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
-
+from advrec._lazy import lazy
 from advrec.errors import ConfigError
 from advrec.vocabulary import OPTIMIZERS
+
+torch = lazy("torch")
 
 
 def check_optimizer(name: str) -> str:

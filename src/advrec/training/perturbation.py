@@ -7,12 +7,13 @@ One implementation of each direction: the FGSM that attacks a trained model
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
+from advrec._lazy import lazy
 from advrec.errors import ConfigError
 from advrec.validation import check_float
 from advrec.vocabulary import NORMS
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 
 def check_eps(eps: float) -> float:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,14 +13,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
+from advrec._lazy import lazy
 from advrec.errors import CheckpointError, ConfigError, TrainingError
 from advrec.outputs import atomic_write
 from advrec.training.optim import check_optimizer, make_optimizer
+from advrec.training.progress import epoch_progress
 from advrec.validation import plain
 
-Batch = tuple[torch.Tensor, ...]
+torch = lazy("torch")
+
+Batch = tuple["torch.Tensor", ...]
 
 
 class TrainableModule(Protocol):
@@ -172,7 +174,7 @@ class Trainer:
             epoch = self._load_checkpoint(module, sampler)
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        with _progress(self.progress, self.description, self.epochs, epoch) as bar:
+        with epoch_progress(self.progress, self.description, self.epochs, epoch) as bar:
             while epoch < self.epochs and not self.stop_training:
                 self.epoch = epoch
                 t0 = time.perf_counter()
@@ -303,45 +305,3 @@ def _load_flat_optimizer_state(opt: torch.optim.Optimizer, flat: dict[str, torch
         p = opt.param_groups[int(gi)]["params"][int(pi)]
         opt.state[p][name] = value.to(p.device) if value.dim() else value
 
-
-class _progress:
-    """A Rich progress bar over epochs, silent when not on a TTY or when disabled."""
-
-    def __init__(self, enabled: bool | None, description: str, total: int, done: int):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.description, self.total, self.done = description, total, done
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda logs: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            transient=False,
-        )
-        self._bar.start()
-        task = self._bar.add_task(self.description, total=self.total, completed=self.done, info="")
-
-        def update(logs):
-            info = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "validation"))
-            self._bar.update(task, advance=1, info=info)
-
-        return update
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._bar.stop()
-        return False

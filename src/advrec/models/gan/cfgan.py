@@ -32,13 +32,11 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
+from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
 from advrec.data.splits import complement, validation_split
 from advrec.errors import DataError, ParamError, TrainingError
@@ -54,6 +52,13 @@ from advrec.models.base import (
 )
 from advrec.validation import Bool, Choice, Int, Real
 
+if TYPE_CHECKING:
+    from advrec.models.gan.cfgan_net import CFGANNet
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+nn = lazy("torch.nn")
+
 SCHEMES = ("ZR", "PM", "ZP")
 MODES = ("user", "item")
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -64,60 +69,6 @@ Validate = Callable[["CFGAN"], float]
 
 
 # ----------------------------------------------------------------------------- networks
-def _activation(name: str) -> nn.Module:
-    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}[name]()
-
-
-class MLP(nn.Module):
-    """``n_layers`` hidden layers of width ``hidden`` (activation ``act``), then a linear output."""
-
-    def __init__(self, n_in: int, hidden: int, n_layers: int, n_out: int, act: str = "sigmoid"):
-        super().__init__()
-        sizes = [n_in] + [hidden] * n_layers
-        layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(a, b), _activation(act)]
-        layers.append(nn.Linear(sizes[-1], n_out))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-    def l2(self) -> torch.Tensor:
-        """TensorFlow's ``l2_loss`` summed over every weight and bias: ½ Σ θ²."""
-        return sum(p.square().sum() for p in self.parameters()) / 2
-
-
-def init_mlp(mlp: MLP, gen: torch.Generator) -> None:
-    """Glorot-uniform weights and biases uniform in ±0.01 (the official initialisers)."""
-    with torch.no_grad():
-        for layer in mlp.modules():
-            if isinstance(layer, nn.Linear):
-                bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
-                layer.weight.uniform_(-bound, bound, generator=gen)
-                layer.bias.uniform_(-0.01, 0.01, generator=gen)
-
-
-class CFGANNet(nn.Module):
-    """Generator ``gen``: condition → vector; discriminator ``dis``: [condition ‖ vector] → 1."""
-
-    def __init__(self, n_dims: int, g_hidden: int, g_layers: int, d_hidden: int, d_layers: int,
-                 activation: str = "sigmoid", g_output: str = "linear"):
-        super().__init__()
-        self.gen = MLP(n_dims, g_hidden, g_layers, n_dims, activation)
-        self.dis = MLP(2 * n_dims, d_hidden, d_layers, 1, activation)
-        self.g_output = g_output
-
-    def generate(self, cond: torch.Tensor) -> torch.Tensor:
-        """G(c): one real-valued vector per condition row."""
-        out = self.gen(cond)
-        return torch.sigmoid(out) if self.g_output == "sigmoid" else out
-
-    def discriminate(self, cond: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
-        """D's logit for (condition, vector) pairs, shape ``[B]``."""
-        return self.dis(torch.cat([cond, vec], dim=1)).squeeze(1)
-
-
 # ----------------------------------------------------------------------------- sampling and losses
 def sample_unobserved(observed: torch.Tensor, ratio: float,
                       generator: torch.Generator | None = None) -> torch.Tensor:
@@ -312,6 +263,8 @@ class CFGAN(Recommender):
         return resolve_device(self.device)
 
     def _new_net(self, n_dims: int) -> CFGANNet:
+        from advrec.models.gan.cfgan_net import CFGANNet, init_mlp
+
         net = CFGANNet(n_dims, int(self.g_hidden), int(self.g_layers), int(self.d_hidden),
                        int(self.d_layers), self.activation, self.g_output)
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -386,14 +339,14 @@ class CFGAN(Recommender):
     def _train(self, net: CFGANNet, rows: torch.Tensor, epochs: int, validate: Validate | None,
                progress: bool | None) -> list[dict[str, float]]:
         """Run ``epochs`` official outer iterations; one log dict per epoch."""
-        from advrec.training.trainer import _progress
+        from advrec.training.progress import epoch_progress
 
         g_opt = _adam(net.gen, float(self.g_lr), float(self.g_reg))
         d_opt = _adam(net.dis, float(self.d_lr), float(self.d_reg))
         rng = torch.Generator(device=rows.device).manual_seed(int(self.seed))
         history: list[dict[str, float]] = []
         best = -math.inf
-        with _progress(progress, self.name, epochs, 0) as bar:
+        with epoch_progress(progress, self.name, epochs, 0) as bar:
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 logs = self._epoch(net, rows, g_opt, d_opt, rng)
@@ -492,6 +445,8 @@ class CFGAN(Recommender):
         return 2 * (int(self.g_layers) + 1) + 2 * (int(self.d_layers) + 1)
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        from advrec.models.gan.cfgan_net import CFGANNet
+
         n_dims = self.n_items_ if self.mode == "user" else self.n_users_
         net = CFGANNet(n_dims, int(self.g_hidden), int(self.g_layers), int(self.d_hidden),
                        int(self.d_layers), self.activation, self.g_output)

@@ -19,12 +19,17 @@ _PROBES = frozenset({"__wrapped__", "__signature__", "__origin__", "__args__", "
 
 
 class _LazyModule(types.ModuleType):
-    def __getattr__(self, attr: str) -> Any:
+    def __getattr__(self, attr: str) -> Any:  # only called for names not in the namespace yet
         if attr in _PROBES:
             raise AttributeError(attr)
-        module = importlib.import_module(self.__name__)
-        self.__dict__.update(vars(module))
-        return getattr(module, attr)
+        module = self.__dict__.get("_lazy_module")
+        if module is None:
+            module = importlib.import_module(self.__name__)
+            self.__dict__.update(vars(module))
+            self.__dict__["_lazy_module"] = module
+        value = getattr(module, attr)  # a name the module gained later (a submodule)
+        self.__dict__[attr] = value
+        return value
 
 
 def lazy(name: str) -> types.ModuleType:

@@ -39,6 +39,7 @@ FAST: dict[str, dict] = {
     "cfgan": dict(epochs=1, g_hidden=8, d_hidden=4, valid_ratio=0.0, device="cpu"),
     "irgan": dict(emb_dim=4, epochs=1, d_epochs=1, g_epochs=1, pretrain_epochs=1,
                   valid_ratio=0.0, device="cpu"),
+    "lightgcn": dict(n_factors=4, n_layers=2, epochs=2, batch_size=64, device="cpu"),
 }
 # models whose fit ignores the seed (the same scores for every seed)
 DETERMINISTIC = {"itempop", "userknn", "itemknn"}

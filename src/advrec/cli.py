@@ -253,7 +253,7 @@ def train(
     optimizer: Annotated[str, typer.Option(help=f"{V.listing(V.OPTIMIZERS)}.")] = "adagrad",
     reg: Annotated[float, typer.Option(help="L2 regularisation on the batch's embeddings.")] = 0.0,
     backend: Annotated[str, typer.Option(help="auto, numba (compiled CPU epoch) or torch.")] = "auto",
-    adversarial: Annotated[str | None, typer.Option(help="Adversarial training: 'apr' (He et al. SIGIR'18); same as MODEL apr.")] = None,
+    adversarial: Annotated[str | None, typer.Option(help="Adversarial training: 'apr' (He et al. SIGIR'18) on the model's parameter blocks: bprmf becomes apr; lightgcn trains its adversarial twin.")] = None,
     eps: Annotated[float, typer.Option(help="APR: perturbation size ε (per embedding row, L2).")] = 0.5,
     adv_reg: Annotated[float, typer.Option(help="APR: weight λ of the adversarial loss (0 = plain BPR-MF).")] = 1.0,
     adv_start: Annotated[int, typer.Option(help="APR: plain BPR epochs before the adversarial term switches on.")] = 0,
@@ -290,10 +290,18 @@ def train(
         if patience is not None and spec.valid == "none":
             raise _config_error("--patience needs a validation split (--valid leave-one-out or holdout)")
         if adversarial is not None:
-            if adversarial.lower() != "apr" or model.lower() not in ("bprmf", "apr"):
-                raise _config_error(f"--adversarial {adversarial!r}: only 'apr' on bprmf is known")
-            model = "apr"
+            if adversarial.lower() != "apr":
+                raise _config_error(f"--adversarial {adversarial!r}: only 'apr' is known (He et "
+                                    f"al. SIGIR'18, on any model with adversarial training)")
+            if model.lower() == "bprmf":
+                model = "apr"
         cls = get_model(model)
+        if adversarial is not None and "adv_reg" not in cls._param_names():
+            from advrec.models import MODELS
+
+            able = [n for n, c in MODELS.items() if "adv_reg" in c._param_names()]
+            raise _config_error(f"--adversarial: model {cls.name!r} has no adversarial training; "
+                                f"models with it: bprmf (as apr), {', '.join(able)}")
         known, options = cls._param_names(), cls.capabilities.fit_options
         for opt, param in TRAIN_PARAMS.items():
             if param not in known and _given(ctx, opt):
@@ -313,6 +321,8 @@ def train(
         # defaults --help shows are BPR-MF's, the tutorial's settings)
         kwargs = {name: values[opt] for opt, name in TRAIN_PARAMS.items()
                   if name in known and (_given(ctx, opt) or opt in ("seed", "device"))}
+        if adversarial is not None:  # the twin: λ = --adv-reg (1 by default), not the model's 0
+            kwargs.setdefault("adv_reg", adv_reg)
         typed = {name: f"--{opt.replace('_', '-')}" for opt, name in TRAIN_PARAMS.items()
                  if _given(ctx, opt)}
         kwargs.update(_model_params(model_param, cls, known, typed))

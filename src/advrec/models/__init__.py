@@ -14,9 +14,10 @@ from advrec.models.gan.cfgan import CFGAN
 from advrec.models.gan.irgan import IRGAN
 from advrec.models.itempop import ItemPop
 from advrec.models.knn import ItemKNN, UserKNN
+from advrec.models.lightgcn import LightGCN
 from advrec.models.mf import MF
 from advrec.models.registry import MODELS, get_model, load_model
 
 __all__ = ["APR", "BPRMF", "CAPABILITIES", "CFGAN", "IRGAN", "MF", "MODELS", "Capabilities",
-           "ItemKNN", "ItemPop", "Recommender", "UserKNN", "capability_problems", "check_request",
-           "get_model", "load_model", "resolve_device"]
+           "ItemKNN", "ItemPop", "LightGCN", "Recommender", "UserKNN", "capability_problems",
+           "check_request", "get_model", "load_model", "resolve_device"]

@@ -7,14 +7,12 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from advrec.errors import ParamError
-from advrec.models.base import Names, Noted
+from advrec.models.adversarial import AdversarialTraining, adversarial_constraints
 from advrec.models.bprmf import BPRMF
-from advrec.training.adversarial import AdversarialRegularizer
-from advrec.training.perturbation import NORMS
-from advrec.validation import Choice, Int, Real, plain
+from advrec.validation import plain
 
 
-class APR(BPRMF):
+class APR(AdversarialTraining, BPRMF):
     """BPR-MF minimising L_BPR(Θ) + λ·L_BPR(Θ + Δ_adv), Δ_adv = ε·g/‖g‖ per embedding row.
 
     Δ_adv is rebuilt from each mini-batch's clean gradient and held constant (no gradient through
@@ -27,12 +25,7 @@ class APR(BPRMF):
     name = "apr"
     _param_constraints: ClassVar[dict[str, Any]] = {
         **BPRMF._param_constraints,
-        "eps": Noted(Real(low=0, closed="neither"),
-                     "APR's eps must be positive: it is the perturbation size ε"),
-        "adv_reg": Real(low=0),
-        "adv_start_epoch": Int(low=0),
-        "adv_blocks": Names(("user", "item")),
-        "adv_norm": Choice(NORMS),
+        **adversarial_constraints(("user", "item"), "APR"),
     }
 
     def __init__(self, n_factors: int = 64, epochs: int = 5, batch_size: int = 512,
@@ -60,11 +53,3 @@ class APR(BPRMF):
             raise ParamError("adv_norm", f"the compiled epoch (backend 'numba') supports the l2 "
                                          f"(APR) perturbation only, got {plain(values['adv_norm'])}"
                                          f"; use backend 'torch' for linf")
-
-    def _regularizer(self) -> AdversarialRegularizer | None:
-        blocks = tuple(self.adv_blocks)
-        reg = AdversarialRegularizer(self.eps, self.adv_reg, blocks, self.adv_norm)
-        return reg if reg.reg > 0 else None  # λ = 0: exactly BPR-MF
-
-    def _regularizer_start(self) -> int:
-        return int(self.adv_start_epoch)

@@ -177,6 +177,58 @@ def as_path(path: Any, name: str = "path") -> Path:
     return Path(path)
 
 
+def check_perturbation(perturbation: Any, blocks: Mapping[str, torch.Tensor]
+                       ) -> dict[str, torch.Tensor] | None:
+    """``perturbation``: None or a dict {block: float tensor shaped like that block, on its
+    device}; a ParamError naming ``perturbation`` otherwise."""
+    if perturbation is None:
+        return None
+    if not isinstance(perturbation, Mapping):
+        raise ParamError("perturbation", f"expected a dict of block name → tensor, got "
+                                         f"{plain(perturbation)}")
+    for block, delta in perturbation.items():
+        if block not in blocks:
+            raise ParamError("perturbation", f"unknown block {plain(block)}; the model has "
+                                             f"{', '.join(blocks)}")
+        table = blocks[block]
+        if (not torch.is_tensor(delta) or not delta.is_floating_point()
+                or delta.shape != table.shape):
+            got = (f"{delta.dtype} tensor of shape {list(delta.shape)}"
+                   if torch.is_tensor(delta) else plain(delta))
+            raise ParamError("perturbation", f"block {block!r}: expected a float tensor of "
+                                             f"shape {list(table.shape)}, got {got}")
+        if delta.device != table.device:
+            raise ParamError("perturbation", f"block {block!r}: on {delta.device}, the "
+                                             f"model is on {table.device}")
+    return dict(perturbation)
+
+
+def pair_ids(users: Any, items: Any, n_users: int, n_items: int, device
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned (broadcastable) user and item id tensors on ``device``, checked."""
+    u = id_tensor(users, "users", n_users).to(device)
+    i = id_tensor(items, "items", n_items).to(device)
+    try:
+        torch.broadcast_shapes(u.shape, i.shape)
+    except RuntimeError:
+        raise ParamError("items", f"shape {list(i.shape)} does not broadcast with users' "
+                                  f"{list(u.shape)}") from None
+    return u, i
+
+
+def triple_ids(batch: Any, n_users: int, n_items: int, device) -> tuple[torch.Tensor, ...]:
+    """A (users, positives, negatives) batch as checked 1-d id tensors of equal length."""
+    if not isinstance(batch, (tuple, list)) or len(batch) < 3:
+        raise ParamError("batch", f"expected (users, positives, negatives), got {plain(batch)}")
+    ids = [id_tensor(t, name, n).reshape(-1).to(device) for t, name, n in zip(
+        batch[:3], ("users", "positives", "negatives"), (n_users, n_items, n_items),
+        strict=True)]
+    if len({len(t) for t in ids}) != 1:
+        raise ParamError("batch", f"users, positives and negatives must have equal length, "
+                                  f"got {', '.join(str(len(t)) for t in ids)}")
+    return tuple(ids)
+
+
 def id_tensor(values: Any, name: str, n: int) -> torch.Tensor:
     """``values`` as a long tensor of internal ids in ``0..n-1``, shape kept (a tensor stays on
     its device); floats (0.7 is not truncated), bools, text and out-of-range ids are refused

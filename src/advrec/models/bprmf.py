@@ -7,7 +7,7 @@ one uniformly sampled negative per positive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from advrec._lazy import lazy
@@ -19,8 +19,10 @@ from advrec.models.base import (
     SEED,
     Capabilities,
     Recommender,
-    id_tensor,
+    check_perturbation,
+    pair_ids,
     resolve_device,
+    triple_ids,
     validation_value,
 )
 from advrec.training.adversarial import AdversarialRegularizer
@@ -252,14 +254,7 @@ class BPRMF(Recommender):
                     ) -> torch.Tensor:
         """ŷ_ui for aligned user and item index tensors (internal ids), optionally perturbed."""
         self._check_fitted()
-        dev = self.net_.user.device
-        u = id_tensor(users, "users", self.n_users_).to(dev)
-        i = id_tensor(items, "items", self.n_items_).to(dev)
-        try:
-            torch.broadcast_shapes(u.shape, i.shape)
-        except RuntimeError:
-            raise ParamError("items", f"shape {list(i.shape)} does not broadcast with users' "
-                                      f"{list(u.shape)}") from None
+        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self.net_.user.device)
         return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
 
     def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
@@ -267,41 +262,11 @@ class BPRMF(Recommender):
         """The summed BPR loss of a batch of (users, positives, negatives) tensors, optionally
         under a perturbation of the parameter blocks."""
         self._check_fitted()
-        if not isinstance(batch, (tuple, list)) or len(batch) < 3:
-            raise ParamError("batch", f"expected (users, positives, negatives), got "
-                                      f"{plain(batch)}")
-        dev = self.net_.user.device
-        ids = [id_tensor(t, name, n).reshape(-1).to(dev) for t, name, n in zip(
-            batch[:3], ("users", "positives", "negatives"),
-            (self.n_users_, self.n_items_, self.n_items_), strict=True)]
-        if len({len(t) for t in ids}) != 1:
-            raise ParamError("batch", f"users, positives and negatives must have equal length, "
-                                      f"got {', '.join(str(len(t)) for t in ids)}")
-        return self.net_.loss(tuple(ids), self._check_perturbation(perturbation), l2=l2)
+        ids = triple_ids(batch, self.n_users_, self.n_items_, self.net_.user.device)
+        return self.net_.loss(ids, self._check_perturbation(perturbation), l2=l2)
 
     def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
-        """``perturbation``: None or a dict {block: tensor shaped like that block}."""
-        if perturbation is None:
-            return None
-        if not isinstance(perturbation, Mapping):
-            raise ParamError("perturbation", f"expected a dict of block name → tensor, got "
-                                             f"{plain(perturbation)}")
-        blocks = self.net_.blocks()
-        for block, delta in perturbation.items():
-            if block not in blocks:
-                raise ParamError("perturbation", f"unknown block {plain(block)}; the model has "
-                                                 f"{', '.join(blocks)}")
-            table = blocks[block]
-            if (not torch.is_tensor(delta) or not delta.is_floating_point()
-                    or delta.shape != table.shape):
-                got = (f"{delta.dtype} tensor of shape {list(delta.shape)}"
-                       if torch.is_tensor(delta) else plain(delta))
-                raise ParamError("perturbation", f"block {block!r}: expected a float tensor of "
-                                                 f"shape {list(table.shape)}, got {got}")
-            if delta.device != table.device:
-                raise ParamError("perturbation", f"block {block!r}: on {delta.device}, the "
-                                                 f"model is on {table.device}")
-        return dict(perturbation)
+        return check_perturbation(perturbation, self.net_.blocks())
 
     # ------------------------------------------------------------------ scoring
     def _score(

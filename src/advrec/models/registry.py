@@ -15,10 +15,12 @@ from advrec.models.gan.cfgan import CFGAN
 from advrec.models.gan.irgan import IRGAN
 from advrec.models.itempop import ItemPop
 from advrec.models.knn import ItemKNN, UserKNN
+from advrec.models.lightgcn import LightGCN
 from advrec.models.mf import MF
 from advrec.validation import plain
 
-MODELS.update({m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN, IRGAN)})
+MODELS.update({m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN, IRGAN,
+                                          LightGCN)})
 
 
 def get_model(name: str) -> type[Recommender]:

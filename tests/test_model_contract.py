@@ -40,12 +40,17 @@ FAST: dict[str, dict] = {
     "irgan": dict(emb_dim=4, epochs=1, d_epochs=1, g_epochs=1, pretrain_epochs=1,
                   valid_ratio=0.0, device="cpu"),
     "lightgcn": dict(n_factors=4, n_layers=2, epochs=2, batch_size=64, device="cpu"),
+    "neumf": dict(mf_dim=3, layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
+    "gmf": dict(mf_dim=3, epochs=2, batch_size=64, device="cpu"),
+    "mlp": dict(layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
 }
 # models whose fit ignores the seed (the same scores for every seed)
 DETERMINISTIC = {"itempop", "userknn", "itemknn"}
 # the number of rows of each known parameter block, from the fitted model
 BLOCK_ROWS = {"user": lambda m: m.n_users_, "item": lambda m: m.n_items_,
-              "item_content": lambda m: m.n_items_}
+              "item_content": lambda m: m.n_items_,
+              **{f"{t}_{s}": (lambda m: m.n_users_) if s == "user" else (lambda m: m.n_items_)
+                 for t in ("gmf", "mlp") for s in ("user", "item")}}
 
 NAMES = sorted(MODELS)
 

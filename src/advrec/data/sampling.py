@@ -288,3 +288,40 @@ def sample_items(n_items: int, exclude_csr: sp.spmatrix, users: np.ndarray, n: i
         raise _full_users_error(None, users[avail < n], f"fewer than {n} non-excluded items")
     rows, ranks = _distinct_ranks(avail, np.full(len(users), n, np.int64), rng)
     return complement.nth_free(users[rows], ranks).reshape(len(users), n)
+
+
+class PointwiseSampler:
+    """Point-wise training instances (He et al., WWW'17, the NCF code): each epoch, every
+    training pair labelled 1 and ``n_negatives`` uniformly drawn unobserved items per pair
+    labelled 0, shuffled together; batches of ``(users, items, labels)``."""
+
+    def __init__(self, train: Interactions, n_negatives: int = 4, seed: Seed = 0) -> None:
+        self.n_negatives = check_int(n_negatives, "n_negatives", low=0, high=1000)
+        self.uniform = UniformSampler(train, seed)
+
+    @property
+    def rng(self) -> np.random.Generator:  # the Trainer checkpoints the sampler's stream
+        return self.uniform.rng
+
+    def instances(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One epoch of ``(users, items, labels)`` in a seeded random order."""
+        s = self.uniform
+        users, pos = s._users_sorted, s._items_sorted
+        parts_u, parts_i = [users], [pos]
+        if self.n_negatives:
+            neg = s.negatives(users, self.n_negatives).reshape(len(users), -1)
+            parts_u.append(np.repeat(users, self.n_negatives))
+            parts_i.append(neg.reshape(-1))
+        u, i = np.concatenate(parts_u), np.concatenate(parts_i)
+        labels = np.zeros(len(u), np.float32)
+        labels[: len(users)] = 1.0
+        perm = s.rng.permutation(len(u))
+        return u[perm], i[perm], labels[perm]
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The epoch's :meth:`instances` in slices of ``batch_size``."""
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        users, items, labels = self.instances()
+        for start in range(0, len(users), batch_size):
+            stop = start + batch_size
+            yield users[start:stop], items[start:stop], labels[start:stop]

@@ -80,6 +80,28 @@ class Names:
 
 
 @dataclass(frozen=True)
+class Layers:
+    """A non-empty list or tuple of layer widths, each an integer ≥ 1 (``even_first``: the first
+    one even, as the NCF MLP splits it between the user and the item embedding)."""
+
+    even_first: bool = False
+    max_width: int = 1 << 16
+
+    def check(self, value: Any, name: str) -> tuple[int, ...]:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParamError(name, f"expected a non-empty list of layer widths, got "
+                                   f"{plain(value)}")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= self.max_width:
+                raise ParamError(name, f"expected widths between 1 and {self.max_width}, "
+                                       f"got {plain(v)}")
+        if self.even_first and value[0] % 2:
+            raise ParamError(name, f"the first width is split between the user and the item "
+                                   f"embedding: it must be even, got {value[0]}")
+        return tuple(value)
+
+
+@dataclass(frozen=True)
 class MetricAtK:
     """A ranking metric at a cut-off, written like ``"precision@5"``."""
 

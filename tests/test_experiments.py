@@ -84,7 +84,8 @@ def test_load_config_errors(tmp_path):
 
 
 def test_examples_validate():
-    for name, cells in (("handson.yaml", 9), ("robustness-sweep.yaml", 78)):
+    for name, cells in (("handson.yaml", 9), ("robustness-sweep.yaml", 78),
+                        ("deep-victims.yaml", 8 * 9)):
         config = load_config(REPO / "examples" / name)
         assert len(plan(config).cells) == cells
         assert Path(config.output).parent == REPO / "examples" / "runs"

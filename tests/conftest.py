@@ -84,3 +84,24 @@ def server(tmp_path, monkeypatch):
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+# Fast settings of every registered model (epochs 1–2, tiny sizes), for the tests that run every
+# model: the contract (test_model_contract) and hostile input (test_hostile_models).
+FAST_MODELS: dict[str, dict] = {
+    "itempop": {},
+    "bprmf": dict(n_factors=4, epochs=2, device="cpu"),
+    "apr": dict(n_factors=4, epochs=2, device="cpu"),
+    "userknn": dict(k=5),
+    "itemknn": dict(k=5, neighbourhood="global"),
+    "mf": dict(n_factors=3, epochs=2, device="cpu"),
+    "cfgan": dict(epochs=1, g_hidden=8, d_hidden=4, valid_ratio=0.0, device="cpu"),
+    "irgan": dict(emb_dim=4, epochs=1, d_epochs=1, g_epochs=1, pretrain_epochs=1,
+                  valid_ratio=0.0, device="cpu"),
+    "lightgcn": dict(n_factors=4, n_layers=2, epochs=2, batch_size=64, device="cpu"),
+    "multvae": dict(hidden_dims=(8,), latent_dim=4, epochs=2, batch_size=16, device="cpu"),
+    "multdae": dict(hidden_dims=(8,), latent_dim=4, epochs=2, batch_size=16, device="cpu"),
+    "neumf": dict(mf_dim=3, layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
+    "gmf": dict(mf_dim=3, epochs=2, batch_size=64, device="cpu"),
+    "mlp": dict(layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
+}

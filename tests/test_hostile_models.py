@@ -40,22 +40,12 @@ from advrec.models import (
     resolve_device,
 )
 from advrec.models.base import read_manifest
-from conftest import snapshot
+from conftest import FAST_MODELS, snapshot
 
 INF, NAN = math.inf, math.nan
 
 # small, fast settings per model (1–2 epochs, no validation split)
-FAST = {
-    "itempop": {},
-    "bprmf": dict(n_factors=4, epochs=1, device="cpu"),
-    "apr": dict(n_factors=4, epochs=1, device="cpu"),
-    "userknn": dict(k=5),
-    "itemknn": dict(k=5, neighbourhood="global"),
-    "mf": dict(n_factors=3, epochs=2, device="cpu"),
-    "cfgan": dict(epochs=1, g_hidden=8, d_hidden=4, valid_ratio=0.0, device="cpu"),
-    "irgan": dict(emb_dim=3, epochs=1, d_epochs=1, g_epochs=1, pretrain_epochs=1,
-                  valid_ratio=0.0, device="cpu"),
-}
+FAST = FAST_MODELS
 
 
 def tiny() -> Interactions:

@@ -26,29 +26,17 @@ from advrec.models.base import (
     capability_problems,
     check_request,
 )
+from conftest import FAST_MODELS
 
 # Small, fast settings per registered model (1–2 epochs, no internal validation split). Block
 # sizes agree (4) so warm starts between the embedding models line up.
-FAST: dict[str, dict] = {
-    "itempop": {},
-    "bprmf": dict(n_factors=4, epochs=2, device="cpu"),
-    "apr": dict(n_factors=4, epochs=2, device="cpu"),
-    "userknn": dict(k=5),
-    "itemknn": dict(k=5, neighbourhood="global"),
-    "mf": dict(n_factors=3, epochs=2, device="cpu"),
-    "cfgan": dict(epochs=1, g_hidden=8, d_hidden=4, valid_ratio=0.0, device="cpu"),
-    "irgan": dict(emb_dim=4, epochs=1, d_epochs=1, g_epochs=1, pretrain_epochs=1,
-                  valid_ratio=0.0, device="cpu"),
-    "lightgcn": dict(n_factors=4, n_layers=2, epochs=2, batch_size=64, device="cpu"),
-    "neumf": dict(mf_dim=3, layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
-    "gmf": dict(mf_dim=3, epochs=2, batch_size=64, device="cpu"),
-    "mlp": dict(layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
-}
+FAST = FAST_MODELS
 # models whose fit ignores the seed (the same scores for every seed)
 DETERMINISTIC = {"itempop", "userknn", "itemknn"}
 # the number of rows of each known parameter block, from the fitted model
 BLOCK_ROWS = {"user": lambda m: m.n_users_, "item": lambda m: m.n_items_,
               "item_content": lambda m: m.n_items_,
+              "encoder": lambda m: m.n_items_, "decoder": lambda m: m.n_items_,
               **{f"{t}_{s}": (lambda m: m.n_users_) if s == "user" else (lambda m: m.n_items_)
                  for t in ("gmf", "mlp") for s in ("user", "item")}}
 

@@ -16,9 +16,11 @@ from advrec.models.itempop import ItemPop
 from advrec.models.knn import ItemKNN, UserKNN
 from advrec.models.lightgcn import LightGCN
 from advrec.models.mf import MF
+from advrec.models.multvae import MultDAE, MultVAE
 from advrec.models.neumf import GMF, MLP, NeuMF
 from advrec.models.registry import MODELS, get_model, load_model
 
 __all__ = ["APR", "BPRMF", "CAPABILITIES", "CFGAN", "GMF", "IRGAN", "MF", "MLP", "MODELS",
-           "Capabilities", "ItemKNN", "ItemPop", "LightGCN", "NeuMF", "Recommender", "UserKNN",
-           "capability_problems", "check_request", "get_model", "load_model", "resolve_device"]
+           "Capabilities", "ItemKNN", "ItemPop", "LightGCN", "MultDAE", "MultVAE", "NeuMF",
+           "Recommender", "UserKNN", "capability_problems", "check_request", "get_model",
+           "load_model", "resolve_device"]

@@ -17,11 +17,12 @@ from advrec.models.itempop import ItemPop
 from advrec.models.knn import ItemKNN, UserKNN
 from advrec.models.lightgcn import LightGCN
 from advrec.models.mf import MF
+from advrec.models.multvae import MultDAE, MultVAE
 from advrec.models.neumf import GMF, MLP, NeuMF
 from advrec.validation import plain
 
 MODELS.update({m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN, IRGAN,
-                                          LightGCN, NeuMF, GMF, MLP)})
+                                          LightGCN, NeuMF, GMF, MLP, MultVAE, MultDAE)})
 
 
 def get_model(name: str) -> type[Recommender]:

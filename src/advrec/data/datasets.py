@@ -242,6 +242,16 @@ def _register_builtins() -> None:
         default_fold="default", unseen="keep",
     ))
     register(DatasetSpec(
+        name="yelp2018-lightgcn",
+        description="Yelp2018, implicit, the NGCF/LightGCN standard split (31,668 users, "
+                    "38,048 items, 10-core)",
+        protocol="predefined split (NGCF, LightGCN); full-ranking Recall/NDCG@20",
+        licence="Yelp Open Dataset terms of use: academic research only, no redistribution",
+        folder="yelp2018-lightgcn", files=("train.txt", "test.txt"),
+        reader=io.read_lightgcn, splits={"default": ("train.txt", "test.txt")},
+        default_fold="default", unseen="keep",
+    ))
+    register(DatasetSpec(
         name="cfgan-ml100k",
         description="MovieLens-100K re-indexed and split 80/20 by the CFGAN authors",
         protocol="predefined 80/20 split; ratings as implicit positives; P/R/nDCG/MRR@{5,20} "

@@ -4,6 +4,7 @@ written-out gradient, end to end on ml-100k u1, determinism, save/load and bad i
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from advrec.errors import ConfigError, DataError, ParamError
 from advrec.evaluation.evaluator import Evaluator
 from advrec.evaluation.selection import holdout_validation, metric_validator
 from advrec.models import BPRMF
+from advrec.models.gan.cfgan import SelectionWarning
 from advrec.models.gan.irgan import (
     IRGAN,
     gumbel_generator_loss,
@@ -324,3 +326,64 @@ def test_a_hold_out_needs_a_caller_built_validator(tiny) -> None:
     assert all(math.isnan(h["valid"]) for h in model.history_)
     assert model.best_epoch_ == TINY["epochs"]  # no selection: the last epoch
     assert holdout_validation(model, tiny) == {}
+
+
+class Scripted:
+    """``validate(model)``: the next of ``values`` per call; ``popularity`` its baseline."""
+
+    def __init__(self, values, popularity=None):
+        self.values, self.calls, self.metric = list(values), 0, "precision@5"
+        if popularity is not None:
+            self.popularity = popularity
+
+    def __call__(self, model) -> float:
+        self.calls += 1
+        return self.values[self.calls - 1]
+
+
+NO_PRETRAIN = {**TINY, "pretrain": "none", "epochs": 3}  # validate: epochs 0, 1, 2, 3 only
+
+
+def test_a_chosen_epoch_no_better_than_popularity_warns_and_is_recorded(tiny) -> None:
+    model = IRGAN(**NO_PRETRAIN)
+    with pytest.warns(SelectionWarning, match=r"irgan: .*epoch 1 \(precision@5 0\.3000\), is no "
+                                              r"better than popularity \(ItemPop 0\.3500\)"):
+        model.fit(tiny, validate=Scripted([0.2, 0.3, 0.25, 0.1], popularity=0.35),
+                  progress=False)
+    assert model.best_epoch_ == 1
+    assert (model.selection_["epoch"], model.selection_["beats_popularity"]) == (1, False)
+    assert model.history_[1]["selected"] and model.history_[1]["popularity"] == 0.35
+    assert model.history_[1]["selection_warning"] == model.selection_["warning"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SelectionWarning)
+        fine = IRGAN(**NO_PRETRAIN).fit(
+            tiny, validate=Scripted([0.2, 0.3, 0.25, 0.1], popularity=0.29), progress=False)
+    assert fine.best_epoch_ == 1 and fine.selection_["beats_popularity"] is True
+    assert "selection_warning" not in fine.history_[1]
+
+
+def test_selection_never_picks_an_epoch_before_min_select_epoch(tiny) -> None:
+    falling = [0.9, 0.8, 0.7, 0.6]
+    model = IRGAN(**NO_PRETRAIN).fit(tiny, validate=Scripted(falling), progress=False)
+    assert model.best_epoch_ == 0  # default 0: the pre-trained start is a candidate
+    model = IRGAN(**{**NO_PRETRAIN, "min_select_epoch": 2}).fit(tiny, validate=Scripted(falling),
+                                                                progress=False)
+    assert model.best_epoch_ == 2 and model.selection_["min_select_epoch"] == 2
+    model = IRGAN(**{**NO_PRETRAIN, "min_select_epoch": 9}).fit(tiny, validate=Scripted(falling),
+                                                                progress=False)
+    assert model.best_epoch_ == 3  # capped at epochs
+    with pytest.raises(ConfigError, match="min_select_epoch"):
+        IRGAN(**{**TINY, "min_select_epoch": -1}).fit(tiny, progress=False)
+
+
+def test_the_baseline_is_itempop_on_the_model_hold_out(tiny) -> None:
+    model = IRGAN(**TINY)
+    kw = holdout_validation(model, tiny)
+    rest, held = model.holdout_split(tiny)
+    pop = Evaluator(rest, held, ks=(5,), metrics=("precision",), coverage=False).evaluate(
+        models.ItemPop().fit(rest))["precision@5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SelectionWarning)  # a tiny model: either way
+        model.fit(tiny, **kw, progress=False)
+    assert model.selection_["popularity"] == pytest.approx(pop)
+    assert model.selection_["value"] == max(h["valid"] for h in model.history_)

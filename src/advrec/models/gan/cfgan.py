@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -66,6 +67,85 @@ OUTPUTS = ("linear", "sigmoid")
 VALID_METRIC = MetricAtK(RANK_METRICS, ignore_case=True)
 
 Validate = Callable[["CFGAN"], float]
+
+
+# ----------------------------------------------------------------------------- epoch selection
+class SelectionWarning(UserWarning):
+    """The epoch a model chose on validation is no better there than popularity (ItemPop)."""
+
+
+def validation_baseline(validate: Callable[[Any], float]) -> float | None:
+    """Popularity's value on the split ``validate`` measures, when the callable carries it (its
+    ``popularity`` attribute: :func:`advrec.evaluation.metric_validator` sets it); else None."""
+    value = getattr(validate, "popularity", None)
+    return None if value is None else validation_value(value)
+
+
+def beats_baseline(value: float, baseline: float) -> bool:
+    """``value > baseline`` beyond rounding (two means over the same users that agree to 1e-9
+    are a tie: no better)."""
+    return bool(value > baseline and not math.isclose(value, baseline, rel_tol=1e-9,
+                                                      abs_tol=1e-12))
+
+
+class EpochSelector:
+    """The best epoch on validation, with the guard every model that selects its epoch shares
+    (CFGAN, IRGAN).
+
+    * Epochs before ``min_epoch`` are never selected (the minimum is capped at ``last``, the
+      final epoch, so a short run still returns its last one).
+    * :meth:`finish`, after training, compares the chosen epoch's value with popularity's on
+      the same split (:func:`validation_baseline`, computed once); when the chosen epoch is no
+      better, it warns (:class:`SelectionWarning`, one line: the model, the epoch, both values,
+      what to do) and says so in the record it returns (the model keeps it as ``selection_``;
+      :meth:`mark` copies it into the chosen epoch's ``history_`` row, which experiment results
+      store).
+    """
+
+    def __init__(self, model: str, validate: Callable[[Any], float], min_epoch: int, last: int):
+        self.model = model
+        self.validate = validate
+        self.min_epoch = min(int(min_epoch), int(last))
+        self.epoch: int | None = None
+        self.value = -math.inf
+
+    def offer(self, epoch: int, value: float) -> bool:
+        """Whether ``epoch`` (validated at ``value``) is the best so far: keep its weights."""
+        if epoch < self.min_epoch:
+            return False
+        if self.epoch is not None and not value > self.value:
+            return False
+        self.epoch, self.value = int(epoch), float(value)
+        return True
+
+    def finish(self) -> dict[str, Any]:
+        """The selection record ``{"epoch", "value", "metric", "popularity", "min_select_epoch",
+        "beats_popularity", "warning"}``; warns when the epoch does not beat popularity
+        (``popularity`` and ``beats_popularity`` are None when ``validate`` carries no baseline).
+        """
+        popularity = validation_baseline(self.validate)
+        metric = str(getattr(self.validate, "metric", "validation"))
+        beats = None if popularity is None else beats_baseline(self.value, popularity)
+        message = None
+        if beats is False:
+            message = (f"{self.model}: the epoch chosen on validation, epoch {self.epoch} "
+                       f"({metric} {self.value:.4f}), is no better than popularity (ItemPop "
+                       f"{popularity:.4f}) on the same split; train more epochs, try another "
+                       f"seed or a larger hold-out (valid_ratio)")
+            warnings.warn(message, SelectionWarning, stacklevel=4)  # the caller of fit
+        return {"epoch": self.epoch, "value": self.value, "metric": metric,
+                "popularity": popularity, "min_select_epoch": self.min_epoch,
+                "beats_popularity": beats, "warning": message}
+
+    @staticmethod
+    def mark(row: dict[str, Any], record: dict[str, Any]) -> None:
+        """Flag ``row`` (a ``history_`` entry) as the selected epoch, with popularity's value
+        and the warning, if any."""
+        row["selected"] = True
+        if record["popularity"] is not None:
+            row["popularity"] = record["popularity"]
+        if record["warning"] is not None:
+            row["selection_warning"] = record["warning"]
 
 
 # ----------------------------------------------------------------------------- networks
@@ -157,6 +237,14 @@ class CFGAN(Recommender):
     instead. Scoring always conditions on the full training vectors.
     ``fit(train, **advrec.evaluation.holdout_validation(model, train))`` does all of it.
     ``valid_ratio=0``: no selection without ``validate``, the last epoch is kept.
+
+    Selection guard (:class:`EpochSelector`, shared with IRGAN): epochs before
+    ``min_select_epoch`` are never chosen (None, the default: a tenth of ``epochs``, at least 1;
+    capped at ``epochs``), and when the chosen epoch's value is no better than popularity's on
+    the same split (the ``popularity`` that :func:`advrec.evaluation.metric_validator`'s
+    callables carry) fit warns (:class:`SelectionWarning`); ``selection_`` records the chosen
+    epoch, its value and popularity's, and the chosen ``history_`` row is flagged
+    (``selected``, ``popularity``, ``selection_warning``).
     """
 
     name = "cfgan"
@@ -186,6 +274,7 @@ class CFGAN(Recommender):
         "valid_ratio": Real(low=0, high=1, closed="left"),
         "valid_metric": VALID_METRIC,
         "refit": Bool(),
+        "min_select_epoch": Int(low=0, none_ok=True),
         "device": DEVICE,
         "seed": SEED,
     }
@@ -215,6 +304,7 @@ class CFGAN(Recommender):
         valid_ratio: float = 0.1,
         valid_metric: str = "precision@5",
         refit: bool = False,
+        min_select_epoch: int | None = None,
         device: str | None = None,
         seed: int = 0,
     ):
@@ -241,6 +331,7 @@ class CFGAN(Recommender):
         self.valid_ratio = valid_ratio
         self.valid_metric = valid_metric
         self.refit = refit
+        self.min_select_epoch = min_select_epoch
         self.device = device
         self.seed = seed
 
@@ -319,43 +410,54 @@ class CFGAN(Recommender):
         self.fitted_ = True  # validation scores the model while it trains
         net = self._new_net(fit_part.n_items if self.mode == "user" else fit_part.n_users)
         self._use(net, self._rows(fit_part))
-        self.history_ = self._train(net, self.cond_, int(self.epochs), validate, progress)
-        self.best_epoch_ = self._select(validate)
+        selector = (None if validate is None else
+                    EpochSelector(self.name, validate, self._min_select_epoch(), int(self.epochs)))
+        self.history_ = self._train(net, self.cond_, int(self.epochs), selector, progress)
+        self.best_epoch_ = self._select(selector)
+        self.selection_ = None
+        if self.best_epoch_ is not None:
+            self.selection_ = selector.finish()
+            selector.mark(self.history_[self.best_epoch_ - 1], self.selection_)
         if validate is not None and self.refit and fit_part is not train and self.best_epoch_:
             self.selection_history_ = self.history_
             net = self._new_net(net.gen.layers[0].in_features)
             self.history_ = self._train(net, self._rows(train), self.best_epoch_, None, progress)
+            selector.mark(self.history_[-1], self.selection_)
         self._use(net, self._rows(train))
 
-    def _select(self, validate: Validate | None) -> int | None:
+    def _min_select_epoch(self) -> int:
+        """``min_select_epoch``, or a tenth of ``epochs`` (at least 1) when it is None."""
+        if self.min_select_epoch is None:
+            return max(1, int(self.epochs) // 10)
+        return int(self.min_select_epoch)
+
+    def _select(self, selector: EpochSelector | None) -> int | None:
         """Restore the best validated weights; returns that epoch (None without validation)."""
-        if validate is None or not self.history_:
+        if selector is None or selector.epoch is None:
             return None
-        best = max(self.history_, key=lambda h: h["validation"])
         self.net_.load_state_dict(self._best_state)
         del self._best_state
-        return int(best["epoch"])
+        return selector.epoch
 
-    def _train(self, net: CFGANNet, rows: torch.Tensor, epochs: int, validate: Validate | None,
-               progress: bool | None) -> list[dict[str, float]]:
-        """Run ``epochs`` official outer iterations; one log dict per epoch."""
+    def _train(self, net: CFGANNet, rows: torch.Tensor, epochs: int,
+               selector: EpochSelector | None, progress: bool | None) -> list[dict[str, float]]:
+        """Run ``epochs`` official outer iterations; one log dict per epoch (with ``selector``:
+        validated, the best eligible epoch's weights kept)."""
         from advrec.training.progress import epoch_progress
 
         g_opt = _adam(net.gen, float(self.g_lr), float(self.g_reg))
         d_opt = _adam(net.dis, float(self.d_lr), float(self.d_reg))
         rng = torch.Generator(device=rows.device).manual_seed(int(self.seed))
         history: list[dict[str, float]] = []
-        best = -math.inf
         with epoch_progress(progress, self.name, epochs, 0) as bar:
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 logs = self._epoch(net, rows, g_opt, d_opt, rng)
                 logs = {"epoch": epoch + 1, **logs, "seconds": time.perf_counter() - t0}
-                if validate is not None:
+                if selector is not None:
                     self._cache = None
-                    logs["validation"] = validation_value(validate(self))
-                    if logs["validation"] > best:
-                        best = logs["validation"]
+                    logs["validation"] = validation_value(selector.validate(self))
+                    if selector.offer(epoch + 1, logs["validation"]):
                         self._best_state = copy.deepcopy(net.state_dict())
                 history.append(logs)
                 bar(logs)

@@ -35,6 +35,7 @@ from advrec.models.base import (
     resolve_device,
     validation_value,
 )
+from advrec.models.gan.cfgan import EpochSelector
 from advrec.training.progress import epoch_progress
 from advrec.validation import Bool, Choice, Int, Real
 
@@ -197,6 +198,13 @@ class IRGAN(Recommender):
     start). ``fit(train, **advrec.evaluation.holdout_validation(model, train))`` does all of it;
     ``valid_ratio=0`` without ``validate``: no selection, the last epoch is kept.
     ``history_`` lists per epoch the mean G loss, D loss, mean reward and the validation metric.
+    Selection guard (CFGAN's :class:`~advrec.models.gan.cfgan.EpochSelector`): outer epochs
+    before ``min_select_epoch`` (default 0: the pre-trained start is a candidate; capped at
+    ``epochs``) are never chosen, and when the chosen epoch is no better than popularity on the
+    same split (``validate.popularity``, which :func:`advrec.evaluation.metric_validator` sets)
+    fit warns (``SelectionWarning``); ``selection_`` records the chosen epoch, its value and
+    popularity's, and the chosen ``history_`` row is flagged (``selected``, ``popularity``,
+    ``selection_warning``).
 
     Divergences from the official code, all documented here:
 
@@ -261,6 +269,7 @@ class IRGAN(Recommender):
         "valid_ratio": Real(low=0, high=1, closed="left"),
         "valid_method": Choice(VALID_METHODS),
         "valid_metric": VALID_METRIC,
+        "min_select_epoch": Int(low=0),
         "device": DEVICE,
         # the discriminator's generator is seeded with seed·1000 + 2 (a torch seed is < 2**64)
         "seed": Int(low=0, high=(2 ** 64 - 1 - 2) // 1000),
@@ -300,6 +309,7 @@ class IRGAN(Recommender):
         valid_ratio: float = 0.1,
         valid_method: str = "random",
         valid_metric: str = "precision@5",
+        min_select_epoch: int = 0,
         device: str | None = None,
         seed: int = 0,
     ):
@@ -335,6 +345,7 @@ class IRGAN(Recommender):
         self.valid_ratio = valid_ratio
         self.valid_method = valid_method
         self.valid_metric = valid_metric
+        self.min_select_epoch = min_select_epoch
         self.device = device
         self.seed = seed
 
@@ -404,7 +415,13 @@ class IRGAN(Recommender):
         self.generator_ = self._scorer(self.pretrained_)
         self.discriminator_ = self._initial_discriminator()
         self.fitted_ = True  # validate scores the model while it trains
-        self._play(progress)
+        selector = (None if validate is None else
+                    EpochSelector(self.name, validate, int(self.min_select_epoch),
+                                  int(self.epochs)))
+        self._play(selector, progress)
+        self.selection_ = None if selector is None else selector.finish()
+        if selector is not None:
+            selector.mark(self.history_[self.best_epoch_], self.selection_)
 
     def holdout_split(self, train: Interactions) -> tuple[Interactions, Interactions] | None:
         """``(rest, held)``: the validation hold-out ``valid_ratio`` asks for (that share of each
@@ -519,21 +536,30 @@ class IRGAN(Recommender):
         return total / max(len(u), 1)
 
     # ------------------------------------------------------------------ the game
-    def _play(self, progress: bool | None) -> None:
-        """Outer epochs of d-steps then g-steps, keeping the best epoch on validation."""
+    def _play(self, selector: EpochSelector | None, progress: bool | None) -> None:
+        """Outer epochs of d-steps then g-steps, keeping the best eligible epoch on validation
+        (``selector``; without it, the last epoch). Epoch 0, the start, is a candidate too."""
         record = self._record(0, math.nan, math.nan, math.nan, 0.0)
-        best_value, self.best_epoch_ = record["valid"], 0
-        best = self._snapshot()
+        best = self._keep(selector, 0, record, None)
         with epoch_progress(progress, "irgan", int(self.epochs), 0) as bar:
             for epoch in range(1, int(self.epochs) + 1):
                 start = time.perf_counter()
                 d_loss = self._d_phase()
                 g_loss, reward = self._g_phase()
                 record = self._record(epoch, g_loss, d_loss, reward, time.perf_counter() - start)
-                if self._validate is None or record["valid"] > best_value:
-                    best_value, self.best_epoch_, best = record["valid"], epoch, self._snapshot()
+                best = self._keep(selector, epoch, record, best)
                 bar({"loss": g_loss, "validation": record["valid"]})
         self._restore(best)
+
+    def _keep(self, selector: EpochSelector | None, epoch: int, record: dict,
+              best: dict[str, dict[str, torch.Tensor]] | None
+              ) -> dict[str, dict[str, torch.Tensor]] | None:
+        """The players to restore at the end: this epoch's when ``selector`` takes it (without
+        a selector: always, so the last epoch is kept), else ``best``."""
+        if selector is None or selector.offer(epoch, record["valid"]):
+            self.best_epoch_ = epoch
+            return self._snapshot()
+        return best
 
     def _record(self, epoch: int, g_loss: float, d_loss: float, reward: float,
                 seconds: float) -> dict:

@@ -99,6 +99,8 @@ FAST_MODELS: dict[str, dict] = {
     "irgan": dict(emb_dim=4, epochs=1, d_epochs=1, g_epochs=1, pretrain_epochs=1,
                   valid_ratio=0.0, device="cpu"),
     "lightgcn": dict(n_factors=4, n_layers=2, epochs=2, batch_size=64, device="cpu"),
+    "cdae": dict(n_factors=4, epochs=2, batch_size=16, device="cpu"),
+    "acae": dict(n_factors=4, epochs=2, batch_size=16, adv_start_epoch=1, device="cpu"),
     "multvae": dict(hidden_dims=(8,), latent_dim=4, epochs=2, batch_size=16, device="cpu"),
     "multdae": dict(hidden_dims=(8,), latent_dim=4, epochs=2, batch_size=16, device="cpu"),
     "neumf": dict(mf_dim=3, layers=(8, 4), epochs=2, batch_size=64, device="cpu"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from advrec.metric_names import ALL_METRICS, RANK_METRICS
 
 MODELS = ("itempop", "bprmf", "apr", "userknn", "itemknn", "mf", "cfgan", "irgan", "lightgcn",
-          "neumf", "gmf", "mlp", "multvae", "multdae")
+          "neumf", "gmf", "mlp", "multvae", "multdae", "cdae", "acae")
 PERTURBATIONS = ("fgsm", "random", "pgd")  # attacks on a trained model's parameters
 BLOCKS = ("user", "item", "both")  # what a parameter attack perturbs
 NORMS = ("l2", "linf")

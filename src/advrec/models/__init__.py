@@ -10,6 +10,7 @@ from advrec.models.base import (
     resolve_device,
 )
 from advrec.models.bprmf import BPRMF
+from advrec.models.cdae import ACAE, CDAE
 from advrec.models.gan.cfgan import CFGAN
 from advrec.models.gan.irgan import IRGAN
 from advrec.models.itempop import ItemPop
@@ -20,7 +21,7 @@ from advrec.models.multvae import MultDAE, MultVAE
 from advrec.models.neumf import GMF, MLP, NeuMF
 from advrec.models.registry import MODELS, get_model, load_model
 
-__all__ = ["APR", "BPRMF", "CAPABILITIES", "CFGAN", "GMF", "IRGAN", "MF", "MLP", "MODELS",
-           "Capabilities", "ItemKNN", "ItemPop", "LightGCN", "MultDAE", "MultVAE", "NeuMF",
-           "Recommender", "UserKNN", "capability_problems", "check_request", "get_model",
-           "load_model", "resolve_device"]
+__all__ = ["ACAE", "APR", "BPRMF", "CAPABILITIES", "CDAE", "CFGAN", "GMF", "IRGAN", "MF", "MLP",
+           "MODELS", "Capabilities", "ItemKNN", "ItemPop", "LightGCN", "MultDAE", "MultVAE",
+           "NeuMF", "Recommender", "UserKNN", "capability_problems", "check_request",
+           "get_model", "load_model", "resolve_device"]

@@ -11,6 +11,7 @@ from advrec.errors import ParamError
 from advrec.models.apr import APR
 from advrec.models.base import MODELS, Recommender
 from advrec.models.bprmf import BPRMF
+from advrec.models.cdae import ACAE, CDAE
 from advrec.models.gan.cfgan import CFGAN
 from advrec.models.gan.irgan import IRGAN
 from advrec.models.itempop import ItemPop
@@ -22,7 +23,7 @@ from advrec.models.neumf import GMF, MLP, NeuMF
 from advrec.validation import plain
 
 MODELS.update({m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN, IRGAN,
-                                          LightGCN, NeuMF, GMF, MLP, MultVAE, MultDAE)})
+                                          LightGCN, NeuMF, GMF, MLP, MultVAE, MultDAE, CDAE, ACAE)})
 
 
 def get_model(name: str) -> type[Recommender]:

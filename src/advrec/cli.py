@@ -272,7 +272,7 @@ def train(
     are refused."""
     from advrec.data.prepare import DataSpec, prepare
     from advrec.evaluation import Evaluator
-    from advrec.metric_names import metric_key, parse_metric
+    from advrec.metric_names import parse_metric
     from advrec.models import get_model, load_model
     from advrec.models.base import read_manifest
     from advrec.outputs import check_dir
@@ -313,7 +313,7 @@ def train(
                                 f"early stopping or epoch selection)")
         if patience is not None:
             _check_option("--patience", cls.check_request, early_stopping=True)
-        name, k = parse_metric(valid_metric)
+        _check_option("--valid-metric", parse_metric, valid_metric)  # before any work
         values = {"dim": dim, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
                   "lr": lr, "reg": reg, "patience": patience, "backend": backend, "device": device,
                   "seed": seed, "eps": eps, "adv_reg": adv_reg, "adv_start": adv_start}
@@ -333,9 +333,9 @@ def train(
         if "progress" in options:
             fit_kw["progress"] = None if not quiet else False
         if parts.valid is not None:
-            validator = Evaluator(parts.train, parts.valid, ks=(k or 10,), metrics=(name,),
-                                  coverage=False)
-            fit_kw["validate"] = lambda m: validator.evaluate(m).summary[metric_key(name, k)]
+            from advrec.evaluation.selection import metric_validator
+
+            fit_kw["validate"] = metric_validator(parts.train, parts.valid, valid_metric)
         elif "valid" in options:  # CFGAN, IRGAN: the epoch chosen on their own hold-out
             from advrec.evaluation import holdout_validation
 

@@ -194,14 +194,10 @@ class Context:
 
 
 def _validator(parts, metric: str):
-    from advrec.evaluation import Evaluator
-    from advrec.metric_names import metric_key, parse_metric
+    """The early-stopping validator of a job: ``metric`` on the seed's validation split."""
+    from advrec.evaluation.selection import metric_validator
 
-    name, k = parse_metric(metric)
-    evaluator = Evaluator(parts.train, parts.valid, ks=(k or 10,), metrics=(name,),
-                          coverage=False)
-    key = metric_key(name, k)
-    return lambda model: evaluator.evaluate(model).summary[key]
+    return metric_validator(parts.train, parts.valid, metric)
 
 
 def check_detectors_have_ratings(ctx: Context) -> None:

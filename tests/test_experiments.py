@@ -292,3 +292,22 @@ def test_gan_models_choose_their_epoch_on_their_own_holdout_in_cells(data_dir, t
         (row,) = store.rows()
     assert row["model_name"] == "cfgan" and 0 < row["metrics"]["hr@10"] <= 1
     assert len(row["history"]) == 2  # one validation per epoch
+
+
+def test_an_attack_on_a_named_block_has_cells_for_the_models_that_have_it():
+    from advrec.experiments.planning import preflight
+
+    raw = {"name": "blocks", "data": {"dataset": "movielens-500"},
+           "models": [{"name": "bprmf", "label": "B", "params": {"epochs": 1}},
+                      {"name": "gmf", "label": "G", "params": {"epochs": 1}}],
+           "attacks": [{"method": "fgsm", "eps": 0.5, "blocks": ["gmf_user", "both"]}],
+           "evaluation": {"ks": [10]}}
+    the_plan = plan(parse_config(raw))
+    attacked = [(c.model_key, c.options["blocks"]) for c in the_plan.cells
+                if c.scenario == "perturbation"]
+    by_label = {j.key: j.label for j in the_plan.jobs}
+    assert sorted((by_label[k], b) for k, b in attacked) == [
+        ("B", "both"), ("G", "both"), ("G", "gmf_user")]
+    raw["attacks"][0]["blocks"] = "encoder"
+    with pytest.raises(ConfigError, match=r"attacks\.0\.blocks: unknown block 'encoder'"):
+        preflight(parse_config(raw))

@@ -26,7 +26,6 @@ from advrec.errors import AdvrecError, ConfigError
 from advrec.validation import plain
 from advrec.vocabulary import (
     ALL_METRICS,
-    BLOCKS,
     DEFENSES,
     EXECUTORS,
     INTENTS,
@@ -180,9 +179,9 @@ class AttackConfig(_Strict):
     @classmethod
     def _blocks(cls, v):
         for b in v if isinstance(v, list) else [v]:
-            if b not in BLOCKS:
-                raise ValueError(f"unknown block {b!r}; allowed: {', '.join(BLOCKS)}")
-        return v
+            if not isinstance(b, str) or not b:
+                raise ValueError(f"expected a block name, got {b!r}")
+        return v  # names are checked against the models' blocks by check_config
 
 
 def _require_known(value: str | list[str], allowed: Iterable[str], what: str) -> None:
@@ -556,6 +555,13 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
             problems.append((f"attacks.{j}.step_size", f"must be > 0, got {plain(a.step_size)}"))
         if a.targets is not None and not a.targets:
             problems.append((f"attacks.{j}.targets", "an empty list; give target item ids"))
+        declared = {b for m in config.models for b in get_model(m.name).capabilities
+                    .parameter_blocks}
+        for b in a.blocks if isinstance(a.blocks, list) else [a.blocks]:
+            if b not in ("both", "all") and b not in declared:
+                shown = ", ".join(sorted(declared)) or "none"
+                problems.append((f"attacks.{j}.blocks", f"unknown block {b!r}: no model of this "
+                                 f"file has it (their blocks: {shown}; or 'both' for all)"))
     try:
         check_device(config.device)  # the form, then whether this machine has it
     except ParamError as exc:

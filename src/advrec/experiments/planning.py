@@ -81,7 +81,8 @@ def plan(config: ExperimentConfig) -> Plan:
             jobs.extend(made)
             cls = get_model(entry.name)
             applicable = [(SCENARIOS[name], c) for name, conds in conditions.items()
-                          if SCENARIOS[name].applies(cls) for c in conds]
+                          if SCENARIOS[name].applies(cls) for c in conds
+                          if SCENARIOS[name].applies_to(cls, c)]
             for job in made:
                 for scenario, condition in applicable:
                     cfg = {"model_key": job.key, "attack": scenario.identity(condition),

@@ -44,6 +44,11 @@ class Scenario(ABC):
         """Whether the scenario has cells for models of ``model_cls``."""
         return True
 
+    def applies_to(self, model_cls: type, condition: Condition) -> bool:
+        """Whether ``condition`` makes a cell for models of ``model_cls`` (after
+        :meth:`applies`)."""
+        return True
+
     def identity(self, condition: Condition) -> dict[str, Any] | None:
         """What a cell key hashes of the condition (stable across versions: stores resume)."""
         return condition.options
@@ -108,6 +113,11 @@ class ParameterAttack(Scenario):
 
     def applies(self, model_cls: type) -> bool:
         return model_cls.supports("parameter_blocks")
+
+    def applies_to(self, model_cls: type, condition: Condition) -> bool:
+        """A variant on one named block has cells for the models that have that block."""
+        block = condition.options.get("blocks", "both")
+        return block in ("both", "all") or block in model_cls.capabilities.parameter_blocks
 
     def describe(self, condition: Condition) -> str:
         return f"{condition.options['method']} ε={condition.options['eps']}"

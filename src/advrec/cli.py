@@ -41,7 +41,6 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 Protocol = _choices("Protocol", V.PROTOCOLS)
 SplitName = _choices("SplitName", V.SPLITS)
 AttackMethod = _choices("AttackMethod", V.PERTURBATIONS)
-Block = _choices("Block", V.BLOCKS)
 Norm = _choices("Norm", V.NORMS)
 TargetMode = _choices("TargetMode", V.TARGET_MODES)
 ValidName = _choices("ValidName", V.VALIDATION_SPLITS)
@@ -460,7 +459,7 @@ def attack(
     model_dir: Annotated[Path, typer.Argument(help="A folder written by `advrec train`, of a model that declares parameter blocks (`advrec list models` names them).")],
     method: Annotated[AttackMethod, typer.Option(help="fgsm (one gradient step), random (noise of the same norm), pgd (iterative, projected).")] = AttackMethod.fgsm,
     eps: Annotated[float, typer.Option(help="Perturbation size ε: the L2 norm of every perturbed row (or the L∞ bound).")] = 0.5,
-    block: Annotated[Block, typer.Option(help="Which parameter block to perturb.")] = Block.both,
+    block: Annotated[str, typer.Option(help="Which parameter block to perturb: both (all of the model's), or one block name the model declares (user, item for bprmf; gmf_user, … for neumf; see `advrec list models`).")] = "both",
     norm: Annotated[Norm, typer.Option(help="l2: ε·g/‖g‖ per row (APR); linf: ε·sign(g) (Goodfellow et al.).")] = Norm.l2,
     steps: Annotated[int, typer.Option(help="pgd: number of steps.")] = 10,
     step_size: Annotated[float | None, typer.Option(help="pgd: step size (default 2.5·ε/steps).")] = None,
@@ -481,7 +480,7 @@ def attack(
         rec, parts = _load_with_data(model_dir, load_model, prepare, DataSpec)
         ev = Evaluator(parts.train, parts.test, ks=tuple(k), metrics=("hr", "ndcg", "auc"),
                        coverage=False)
-        options: dict = {"blocks": block.value, "norm": norm.value, "seed": seed}
+        options: dict = {"blocks": block, "norm": norm.value, "seed": seed}
         target_ids = None
         if targets:
             raw = [t.strip() for t in targets.split(",") if t.strip()]
@@ -493,7 +492,7 @@ def attack(
         if method == AttackMethod.pgd:
             options.update(steps=steps, step_size=step_size)
         outcome = attack_and_evaluate(rec, parts.train, ev, method.value, eps, **options)
-        report = {"method": method.value, "eps": eps, "block": block.value, "norm": norm.value,
+        report = {"method": method.value, "eps": eps, "block": block, "norm": norm.value,
                   "before": outcome.before.summary, "after": outcome.after.summary,
                   "relative_change": outcome.change, "p_value": outcome.p_values}
         if target_ids is not None:
@@ -514,7 +513,7 @@ def attack(
             table += [[key, f"{report['targets']['before'][key]:.4f}",
                        f"{report['targets']['after'][key]:.4f}", "", ""]
                       for key in report["targets"]["before"] if key != "target_pairs"]
-        _print_table(f"{method.value} ε={eps} on {block.value} ({norm.value})",
+        _print_table(f"{method.value} ε={eps} on {block} ({norm.value})",
                      ["metric", "before", "after", "change", "p-value"], table)
 
 

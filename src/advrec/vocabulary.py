@@ -12,7 +12,6 @@ from advrec.metric_names import ALL_METRICS, RANK_METRICS
 MODELS = ("itempop", "bprmf", "apr", "userknn", "itemknn", "mf", "cfgan", "irgan", "lightgcn",
           "neumf", "gmf", "mlp", "multvae", "multdae", "cdae", "acae")
 PERTURBATIONS = ("fgsm", "random", "pgd")  # attacks on a trained model's parameters
-BLOCKS = ("user", "item", "both")  # what a parameter attack perturbs
 NORMS = ("l2", "linf")
 TARGET_MODES = ("push", "nuke")  # targeted parameter attacks
 SHILLING_ATTACKS = ("random", "average", "bandwagon", "reverse_bandwagon", "popular",
@@ -31,7 +30,7 @@ SIGNIFICANCE_TESTS = ("ttest", "wilcoxon")
 EXECUTORS = ("local", "ray")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 
-__all__ = ["ALL_METRICS", "BLOCKS", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS",
+__all__ = ["ALL_METRICS", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS",
            "FORMATS", "INTENTS", "MODELS", "NORMS", "OPTIMIZERS", "PERTURBATIONS", "PROTOCOLS",
            "RANK_METRICS", "SHILLING_ATTACKS", "SIGNIFICANCE_TESTS", "SPLITS",
            "TARGET_MODES", "TARGET_STRATEGIES", "UNSEEN", "VALIDATION_SPLITS"]

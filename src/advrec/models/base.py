@@ -199,6 +199,24 @@ def as_path(path: Any, name: str = "path") -> Path:
     return Path(path)
 
 
+def model_trainer(model: Any, validate: Callable[[Any], float] | None, callbacks: Any,
+                  checkpoint_dir: Any, resume: bool, progress: bool | None) -> Any:
+    """The `Trainer` of a model trained by it, from the model's own hyper-parameters
+    (``epochs``, ``batch_size``, ``optimizer``, ``lr``, ``patience``, ``validate_every``) and
+    its regulariser (``_regularizer()``: APR's term, or None); ``validate(model)`` (higher is
+    better) drives early stopping."""
+    from advrec.training.trainer import Trainer
+
+    return Trainer(
+        epochs=int(model.epochs), batch_size=int(model.batch_size), optimizer=model.optimizer,
+        lr=float(model.lr), regularizer=model._regularizer(),
+        regularizer_start=model._regularizer_start(),
+        validate=None if validate is None else (lambda _n: validation_value(validate(model))),
+        validate_every=int(model.validate_every), patience=model.patience,
+        callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume,
+        progress=progress, description=model.name)
+
+
 def check_perturbation(perturbation: Any, blocks: Mapping[str, torch.Tensor]
                        ) -> dict[str, torch.Tensor] | None:
     """``perturbation``: None or a dict {block: float tensor shaped like that block, on its

@@ -53,9 +53,9 @@ from advrec.models.base import (
     Recommender,
     check_perturbation,
     id_tensor,
+    model_trainer,
     pair_ids,
     resolve_device,
-    validation_value,
 )
 from advrec.training.adversarial import AdversarialRegularizer
 from advrec.training.optim import OPTIMIZERS
@@ -225,7 +225,6 @@ class CDAE(Recommender):
         """Train; ``validate(model) -> float`` drives early stopping (with ``patience``);
         ``init_from`` starts from another fitted CDAE's or ACAE's weights (e.g. ACAE after a
         pre-trained CDAE, the paper's two phases)."""
-        from advrec.training.trainer import Trainer
 
         net = self._new_net(train.binary_csr)
         if init_from is not None:
@@ -240,14 +239,7 @@ class CDAE(Recommender):
                 for name, param in net.named_parameters():
                     param.copy_(getattr(init_from.net_, name))
         self.net_ = net
-        trainer = Trainer(
-            epochs=int(self.epochs), batch_size=int(self.batch_size), optimizer=self.optimizer,
-            lr=float(self.lr), regularizer=self._regularizer(),
-            regularizer_start=self._regularizer_start(),
-            validate=None if validate is None else (lambda _n: validation_value(validate(self))),
-            validate_every=int(self.validate_every), patience=self.patience,
-            callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume,
-            progress=progress, description=self.name)
+        trainer = model_trainer(self, validate, callbacks, checkpoint_dir, resume, progress)
         self.fitted_ = True  # validation callables score the model during training
         sampler = CDAESampler(train, int(self.n_negatives), seed=int(self.seed))
         try:

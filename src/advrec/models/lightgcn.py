@@ -28,10 +28,10 @@ from advrec.models.base import (
     Capabilities,
     Recommender,
     check_perturbation,
+    model_trainer,
     pair_ids,
     resolve_device,
     triple_ids,
-    validation_value,
 )
 from advrec.training.optim import OPTIMIZERS
 from advrec.validation import Choice, Int, Real
@@ -121,7 +121,6 @@ class LightGCN(AdversarialTraining, Recommender):
         ``init_from`` starts from another fitted LightGCN's ego embeddings (e.g. the adversarial
         twin after plain training, as APR after BPR-MF)."""
         from advrec.data.sampling import UniformSampler
-        from advrec.training.trainer import Trainer
 
         net = self._new_net(train.binary_csr)
         if init_from is not None:
@@ -136,14 +135,7 @@ class LightGCN(AdversarialTraining, Recommender):
                 net.user.copy_(init_from.net_.user)
                 net.item.copy_(init_from.net_.item)
         self.net_ = net
-        trainer = Trainer(
-            epochs=int(self.epochs), batch_size=int(self.batch_size), optimizer=self.optimizer,
-            lr=float(self.lr), regularizer=self._regularizer(),
-            regularizer_start=self._regularizer_start(),
-            validate=None if validate is None else (lambda _n: validation_value(validate(self))),
-            validate_every=int(self.validate_every), patience=self.patience,
-            callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume,
-            progress=progress, description=self.name)
+        trainer = model_trainer(self, validate, callbacks, checkpoint_dir, resume, progress)
         self.fitted_ = True  # validation callables score the model during training
         self.history_ = trainer.fit(net, UniformSampler(train, seed=self.seed))
         self.best_epoch_ = trainer.best_epoch if validate is not None else None

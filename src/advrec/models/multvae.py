@@ -62,9 +62,9 @@ from advrec.models.base import (
     Recommender,
     check_perturbation,
     id_tensor,
+    model_trainer,
     pair_ids,
     resolve_device,
-    validation_value,
 )
 from advrec.training.optim import OPTIMIZERS
 from advrec.validation import Choice, Int, Real, check_int, plain
@@ -184,19 +184,11 @@ class _MultAutoencoder(AdversarialTraining, Recommender):
         """Train; ``validate(model) -> float`` (higher is better) is called every
         ``validate_every`` epochs and the best epoch's weights are kept (the notebook keeps the
         epoch of best validation nDCG@100); with ``patience`` it also stops early."""
-        from advrec.training.trainer import Trainer
 
         seen = train.binary_csr
         net = self._new_net(seen)
         self.net_ = net
-        trainer = Trainer(
-            epochs=int(self.epochs), batch_size=int(self.batch_size), optimizer=self.optimizer,
-            lr=float(self.lr), regularizer=self._regularizer(),
-            regularizer_start=self._regularizer_start(),
-            validate=None if validate is None else (lambda _n: validation_value(validate(self))),
-            validate_every=int(self.validate_every), patience=self.patience,
-            callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume,
-            progress=progress, description=self.name)
+        trainer = model_trainer(self, validate, callbacks, checkpoint_dir, resume, progress)
         self.fitted_ = True  # validation callables score the model during training
         users = np.flatnonzero(np.diff(seen.indptr) > 0)
         try:

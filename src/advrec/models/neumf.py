@@ -26,9 +26,9 @@ from advrec.models.base import (
     Layers,
     Recommender,
     check_perturbation,
+    model_trainer,
     pair_ids,
     resolve_device,
-    validation_value,
 )
 from advrec.training.optim import OPTIMIZERS
 from advrec.validation import Choice, Int, Real
@@ -92,16 +92,8 @@ class _NCF(AdversarialTraining, Recommender):
 
     def _train(self, train, validate, callbacks, checkpoint_dir, resume, progress) -> None:
         from advrec.data.sampling import PointwiseSampler
-        from advrec.training.trainer import Trainer
 
-        trainer = Trainer(
-            epochs=int(self.epochs), batch_size=int(self.batch_size), optimizer=self.optimizer,
-            lr=float(self.lr), regularizer=self._regularizer(),
-            regularizer_start=self._regularizer_start(),
-            validate=None if validate is None else (lambda _n: validation_value(validate(self))),
-            validate_every=int(self.validate_every), patience=self.patience,
-            callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume,
-            progress=progress, description=self.name)
+        trainer = model_trainer(self, validate, callbacks, checkpoint_dir, resume, progress)
         self.fitted_ = True  # validation callables score the model during training
         sampler = PointwiseSampler(train, int(self.n_negatives), seed=self.seed)
         self.history_ = trainer.fit(self.net_, sampler)

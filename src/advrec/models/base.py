@@ -199,6 +199,50 @@ def as_path(path: Any, name: str = "path") -> Path:
     return Path(path)
 
 
+class TripleNetModel:
+    """What a model whose network ``net_`` has ``user``/``item`` tables, ``blocks()``,
+    ``pair_scores``, ``loss`` on (user, positive, negative) triples and ``score`` exposes:
+    checked ids and perturbations, delegated to the network (BPR-MF, LightGCN)."""
+
+    net_: Any
+
+    def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
+        return check_perturbation(perturbation, self.net_.blocks())
+
+    def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
+                    ) -> torch.Tensor:
+        """ŷ_ui for aligned user and item index tensors (internal ids), optionally perturbed."""
+        self._check_fitted()
+        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self.net_.user.device)
+        return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
+
+    def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
+             l2: bool = True) -> torch.Tensor:
+        """The summed BPR loss of a batch of (users, positives, negatives) tensors, optionally
+        under a perturbation of the parameter blocks."""
+        self._check_fitted()
+        ids = triple_ids(batch, self.n_users_, self.n_items_, self.net_.user.device)
+        return self.net_.loss(ids, self._check_perturbation(perturbation), l2=l2)
+
+    def _score(self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
+               ) -> torch.Tensor:
+        return self.net_.score(users.to(self.net_.user.device),
+                               self._check_perturbation(perturbation))
+
+    def parameter_blocks(self) -> dict[str, torch.Tensor]:
+        """The perturbable tensors by name (the network's tables, not copies)."""
+        self._check_fitted()
+        return self.net_.blocks()
+
+
+def check_warm_start_shape(init_from: Any, train: Interactions) -> None:
+    """A warm start needs the source model's id space: a ConfigError naming both shapes."""
+    if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):
+        raise ConfigError(f"init_from model was trained on {init_from.n_users_} users × "
+                          f"{init_from.n_items_} items, the data has {train.n_users} × "
+                          f"{train.n_items}")
+
+
 def model_trainer(model: Any, validate: Callable[[Any], float] | None, callbacks: Any,
                   checkpoint_dir: Any, resume: bool, progress: bool | None) -> Any:
     """The `Trainer` of a model trained by it, from the model's own hyper-parameters

@@ -19,10 +19,9 @@ from advrec.models.base import (
     SEED,
     Capabilities,
     Recommender,
-    check_perturbation,
-    pair_ids,
+    TripleNetModel,
+    check_warm_start_shape,
     resolve_device,
-    triple_ids,
     validation_value,
 )
 from advrec.training.adversarial import AdversarialRegularizer
@@ -80,7 +79,7 @@ class NumbaBPRRunner:
         self.acc_q.copy_(state["acc_q"])
 
 
-class BPRMF(Recommender):
+class BPRMF(TripleNetModel, Recommender):
     """Matrix factorisation with the BPR pairwise loss, trained by the generic `Trainer`.
 
     ``backend``: "numba" runs a compiled epoch on the CPU (Adagrad/SGD), "torch" uses autograd
@@ -207,10 +206,7 @@ class BPRMF(Recommender):
             backend = "torch"
         net = self.init_net(train.n_users, train.n_items)
         if init_from is not None:
-            if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):
-                raise ConfigError(
-                    f"init_from model was trained on {init_from.n_users_} users × "
-                    f"{init_from.n_items_} items, the data has {train.n_users} × {train.n_items}")
+            check_warm_start_shape(init_from, train)
             if init_from.net_.user.shape[1] != int(self.n_factors):
                 raise ConfigError(f"init_from has {init_from.net_.user.shape[1]} factors, "
                                   f"this model {self.n_factors}")
@@ -249,36 +245,6 @@ class BPRMF(Recommender):
 
     def _regularizer_start(self) -> int:
         return 0
-
-    def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
-                    ) -> torch.Tensor:
-        """ŷ_ui for aligned user and item index tensors (internal ids), optionally perturbed."""
-        self._check_fitted()
-        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self.net_.user.device)
-        return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
-
-    def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
-             l2: bool = True) -> torch.Tensor:
-        """The summed BPR loss of a batch of (users, positives, negatives) tensors, optionally
-        under a perturbation of the parameter blocks."""
-        self._check_fitted()
-        ids = triple_ids(batch, self.n_users_, self.n_items_, self.net_.user.device)
-        return self.net_.loss(ids, self._check_perturbation(perturbation), l2=l2)
-
-    def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
-        return check_perturbation(perturbation, self.net_.blocks())
-
-    # ------------------------------------------------------------------ scoring
-    def _score(
-        self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        return self.net_.score(users.to(self.net_.user.device),
-                               self._check_perturbation(perturbation))
-
-    def parameter_blocks(self) -> dict[str, torch.Tensor]:
-        """The perturbable tensors by name: ``"user"`` (P) and ``"item"`` (Q), not copies."""
-        self._check_fitted()
-        return self.net_.blocks()
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"user": self.net_.user.data, "item": self.net_.item.data}

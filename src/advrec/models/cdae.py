@@ -52,6 +52,7 @@ from advrec.models.base import (
     Capabilities,
     Recommender,
     check_perturbation,
+    check_warm_start_shape,
     id_tensor,
     model_trainer,
     pair_ids,
@@ -228,10 +229,7 @@ class CDAE(Recommender):
 
         net = self._new_net(train.binary_csr)
         if init_from is not None:
-            if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):
-                raise ConfigError(
-                    f"init_from model was trained on {init_from.n_users_} users × "
-                    f"{init_from.n_items_} items, the data has {train.n_users} × {train.n_items}")
+            check_warm_start_shape(init_from, train)
             if init_from.net_.dim != int(self.n_factors):
                 raise ConfigError(f"init_from has {init_from.net_.dim} factors, this model "
                                   f"{self.n_factors}")

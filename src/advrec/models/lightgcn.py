@@ -27,11 +27,10 @@ from advrec.models.base import (
     SEED,
     Capabilities,
     Recommender,
-    check_perturbation,
+    TripleNetModel,
+    check_warm_start_shape,
     model_trainer,
-    pair_ids,
     resolve_device,
-    triple_ids,
 )
 from advrec.training.optim import OPTIMIZERS
 from advrec.validation import Choice, Int, Real
@@ -45,7 +44,7 @@ torch = lazy("torch")
 BLOCKS = ("user", "item")  # LightGCNNet.block_names (the contract test checks they agree)
 
 
-class LightGCN(AdversarialTraining, Recommender):
+class LightGCN(AdversarialTraining, TripleNetModel, Recommender):
     """LightGCN: layer-mean propagation of ego embeddings over the normalised user-item graph.
 
     ``n_layers``: K (the paper: 3). ``reg``: L2 weight on the batch's ego embeddings (the code's
@@ -124,10 +123,7 @@ class LightGCN(AdversarialTraining, Recommender):
 
         net = self._new_net(train.binary_csr)
         if init_from is not None:
-            if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):
-                raise ConfigError(
-                    f"init_from model was trained on {init_from.n_users_} users × "
-                    f"{init_from.n_items_} items, the data has {train.n_users} × {train.n_items}")
+            check_warm_start_shape(init_from, train)
             if init_from.net_.user.shape[1] != int(self.n_factors):
                 raise ConfigError(f"init_from has {init_from.net_.user.shape[1]} factors, "
                                   f"this model {self.n_factors}")
@@ -139,35 +135,6 @@ class LightGCN(AdversarialTraining, Recommender):
         self.fitted_ = True  # validation callables score the model during training
         self.history_ = trainer.fit(net, UniformSampler(train, seed=self.seed))
         self.best_epoch_ = trainer.best_epoch if validate is not None else None
-
-    # ------------------------------------------------------------------ scores, loss
-    def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
-        return check_perturbation(perturbation, self.net_.blocks())
-
-    def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
-                    ) -> torch.Tensor:
-        """ŷ_ui for aligned user and item index tensors (internal ids), optionally perturbed
-        (the perturbation of the ego embeddings is propagated)."""
-        self._check_fitted()
-        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self.net_.user.device)
-        return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
-
-    def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
-             l2: bool = True) -> torch.Tensor:
-        """The summed BPR loss of a (users, positives, negatives) batch, optionally perturbed."""
-        self._check_fitted()
-        ids = triple_ids(batch, self.n_users_, self.n_items_, self.net_.user.device)
-        return self.net_.loss(ids, self._check_perturbation(perturbation), l2=l2)
-
-    def _score(self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
-               ) -> torch.Tensor:
-        return self.net_.score(users.to(self.net_.user.device),
-                               self._check_perturbation(perturbation))
-
-    def parameter_blocks(self) -> dict[str, torch.Tensor]:
-        """The perturbable tensors: the ego embeddings ``"user"`` and ``"item"`` (not copies)."""
-        self._check_fitted()
-        return self.net_.blocks()
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:

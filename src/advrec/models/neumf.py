@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
-from advrec.errors import ConfigError
 from advrec.models.adversarial import AdversarialTraining, adversarial_constraints
 from advrec.models.base import (
     DEVICE,
@@ -26,6 +25,7 @@ from advrec.models.base import (
     Layers,
     Recommender,
     check_perturbation,
+    check_warm_start_shape,
     model_trainer,
     pair_ids,
     resolve_device,
@@ -77,10 +77,7 @@ class _NCF(AdversarialTraining, Recommender):
         (with ``patience``); ``init_from`` starts from another fitted model of this kind."""
         net = self._net(train.n_users, train.n_items)
         if init_from is not None:
-            if (init_from.n_users_, init_from.n_items_) != (train.n_users, train.n_items):
-                raise ConfigError(
-                    f"init_from model was trained on {init_from.n_users_} users × "
-                    f"{init_from.n_items_} items, the data has {train.n_users} × {train.n_items}")
+            check_warm_start_shape(init_from, train)
             net.load_state_dict(init_from.net_.state_dict())
         else:
             self._pretrain(net, train, progress)

@@ -199,40 +199,46 @@ def as_path(path: Any, name: str = "path") -> Path:
     return Path(path)
 
 
-class TripleNetModel:
-    """What a model whose network ``net_`` has ``user``/``item`` tables, ``blocks()``,
-    ``pair_scores``, ``loss`` on (user, positive, negative) triples and ``score`` exposes:
-    checked ids and perturbations, delegated to the network (BPR-MF, LightGCN)."""
+class NetModel:
+    """What a model whose network ``net_`` has ``blocks()``, ``pair_scores(users, items, Δ)`` and
+    ``score(users, Δ)`` exposes: checked ids and perturbations, delegated to the network."""
 
     net_: Any
 
     def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
         return check_perturbation(perturbation, self.net_.blocks())
 
+    def _device(self) -> torch.device:
+        return next(iter(self.net_.blocks().values())).device
+
     def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
                     ) -> torch.Tensor:
-        """ŷ_ui for aligned user and item index tensors (internal ids), optionally perturbed."""
+        """The score (a logit for the point-wise models) of each aligned (broadcastable) user
+        and item id pair (internal ids), optionally under a perturbation of the blocks."""
         self._check_fitted()
-        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self.net_.user.device)
+        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self._device())
         return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
+
+    def _score(self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
+               ) -> torch.Tensor:
+        return self.net_.score(users.to(self._device()), self._check_perturbation(perturbation))
+
+    def parameter_blocks(self) -> dict[str, torch.Tensor]:
+        """The perturbable tensors by name (the network's tables, not copies)."""
+        self._check_fitted()
+        return self.net_.blocks()
+
+
+class TripleNetModel(NetModel):
+    """A :class:`NetModel` trained on (user, positive, negative) triples (BPR-MF, LightGCN)."""
 
     def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
              l2: bool = True) -> torch.Tensor:
         """The summed BPR loss of a batch of (users, positives, negatives) tensors, optionally
         under a perturbation of the parameter blocks."""
         self._check_fitted()
-        ids = triple_ids(batch, self.n_users_, self.n_items_, self.net_.user.device)
+        ids = triple_ids(batch, self.n_users_, self.n_items_, self._device())
         return self.net_.loss(ids, self._check_perturbation(perturbation), l2=l2)
-
-    def _score(self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
-               ) -> torch.Tensor:
-        return self.net_.score(users.to(self.net_.user.device),
-                               self._check_perturbation(perturbation))
-
-    def parameter_blocks(self) -> dict[str, torch.Tensor]:
-        """The perturbable tensors by name (the network's tables, not copies)."""
-        self._check_fitted()
-        return self.net_.blocks()
 
 
 def check_warm_start_shape(init_from: Any, train: Interactions) -> None:

@@ -50,12 +50,11 @@ from advrec.models.base import (
     DEVICE,
     SEED,
     Capabilities,
+    NetModel,
     Recommender,
-    check_perturbation,
     check_warm_start_shape,
     id_tensor,
     model_trainer,
-    pair_ids,
     resolve_device,
 )
 from advrec.training.adversarial import AdversarialRegularizer
@@ -167,7 +166,7 @@ def _constraints() -> dict[str, Any]:
     }
 
 
-class CDAE(Recommender):
+class CDAE(NetModel, Recommender):
     """Collaborative denoising auto-encoder: z_u = σ(Wᵀỹ_u + V_u + b), ŷ_u = σ(W'ᵀz_u + b').
 
     ``n_factors``: K (the paper: 50). ``corruption``: the dropout probability q of the input
@@ -247,20 +246,6 @@ class CDAE(Recommender):
         self.best_epoch_ = trainer.best_epoch if validate is not None else None
 
     # ------------------------------------------------------------------ scores, loss
-    def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
-        return check_perturbation(perturbation, self.net_.blocks())
-
-    def _device(self):
-        return self.net_.encoder.device
-
-    def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
-                    ) -> torch.Tensor:
-        """The logits of aligned (broadcastable) user and item id tensors (internal ids), as
-        :meth:`score` gives them, optionally under a perturbation of the blocks."""
-        self._check_fitted()
-        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self._device())
-        return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
-
     def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
              l2: bool = True) -> torch.Tensor:
         """The summed training loss of a batch ``(users,)``, ``(users, neg_counts, neg_items)``
@@ -285,16 +270,6 @@ class CDAE(Recommender):
         if len(batch) == 4:
             parts.append(id_tensor(batch[3], "seed", _SEED_HIGH).reshape(-1)[:1])
         return self.net_.loss(tuple(parts), self._check_perturbation(perturbation), l2=l2)
-
-    def _score(self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
-               ) -> torch.Tensor:
-        return self.net_.score(users.to(self._device()), self._check_perturbation(perturbation))
-
-    def parameter_blocks(self) -> dict[str, torch.Tensor]:
-        """The perturbable tensors (not copies): ``"user"`` V [n_users, K], ``"encoder"`` W
-        [n_items, K] and ``"decoder"`` W' [n_items, K]."""
-        self._check_fitted()
-        return self.net_.blocks()
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:

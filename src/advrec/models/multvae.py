@@ -59,11 +59,10 @@ from advrec.models.base import (
     DEVICE,
     SEED,
     Capabilities,
+    NetModel,
     Recommender,
-    check_perturbation,
     id_tensor,
     model_trainer,
-    pair_ids,
     resolve_device,
 )
 from advrec.training.optim import OPTIMIZERS
@@ -128,7 +127,7 @@ def _common_constraints(name: str) -> dict[str, Any]:
     }
 
 
-class _MultAutoencoder(AdversarialTraining, Recommender):
+class _MultAutoencoder(AdversarialTraining, NetModel, Recommender):
     """What Mult-VAE and Mult-DAE share: everything but ``variational`` and the KL schedule."""
 
     variational: ClassVar[bool] = True
@@ -210,20 +209,6 @@ class _MultAutoencoder(AdversarialTraining, Recommender):
         return self.net_.beta()
 
     # ------------------------------------------------------------------ scores, loss
-    def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
-        return check_perturbation(perturbation, self.net_.blocks())
-
-    def _device(self):
-        return self.net_.encoder.device
-
-    def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
-                    ) -> torch.Tensor:
-        """The logits of aligned (broadcastable) user and item id tensors (internal ids), as
-        :meth:`score` gives them, optionally under a perturbation of the blocks."""
-        self._check_fitted()
-        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self._device())
-        return self.net_.pair_scores(u, i, self._check_perturbation(perturbation))
-
     def loss(self, batch, perturbation: dict[str, torch.Tensor] | None = None,
              l2: bool = True) -> torch.Tensor:
         """The summed training loss of a batch ``(users,)`` or ``(users, seed)``, optionally
@@ -236,16 +221,6 @@ class _MultAutoencoder(AdversarialTraining, Recommender):
         if len(batch) == 2:
             rest = (id_tensor(batch[1], "seed", _SEED_HIGH).reshape(-1)[:1],)
         return self.net_.loss((users, *rest), self._check_perturbation(perturbation), l2=l2)
-
-    def _score(self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
-               ) -> torch.Tensor:
-        return self.net_.score(users.to(self._device()), self._check_perturbation(perturbation))
-
-    def parameter_blocks(self) -> dict[str, torch.Tensor]:
-        """The perturbable tensors (not copies): ``"encoder"``, the first encoder weight
-        [n_items, d₁], and ``"decoder"``, the last decoder weight [n_items, d_last]."""
-        self._check_fitted()
-        return self.net_.blocks()
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:

@@ -23,11 +23,10 @@ from advrec.models.base import (
     SEED,
     Capabilities,
     Layers,
+    NetModel,
     Recommender,
-    check_perturbation,
     check_warm_start_shape,
     model_trainer,
-    pair_ids,
     resolve_device,
 )
 from advrec.training.optim import OPTIMIZERS
@@ -56,7 +55,7 @@ COMMON: dict[str, Any] = {
 }
 
 
-class _NCF(AdversarialTraining, Recommender):
+class _NCF(AdversarialTraining, NetModel, Recommender):
     """What GMF, MLP and NeuMF share: the network, point-wise training, scores, persistence."""
 
     _mode: ClassVar[str] = "neumf"
@@ -97,28 +96,6 @@ class _NCF(AdversarialTraining, Recommender):
         self.best_epoch_ = trainer.best_epoch if validate is not None else None
 
     # ------------------------------------------------------------------ scores, loss
-    def _check_perturbation(self, perturbation) -> dict[str, torch.Tensor] | None:
-        return check_perturbation(perturbation, self.net_.blocks())
-
-    def _device(self):
-        return next(iter(self.net_.blocks().values())).device
-
-    def pair_scores(self, users, items, perturbation: dict[str, torch.Tensor] | None = None
-                    ) -> torch.Tensor:
-        """The logit of each (broadcast) user-item pair (internal ids), optionally perturbed."""
-        self._check_fitted()
-        u, i = pair_ids(users, items, self.n_users_, self.n_items_, self._device())
-        return self.net_.logits(u, i, self._check_perturbation(perturbation))
-
-    def _score(self, users: torch.Tensor, perturbation: dict[str, torch.Tensor] | None = None
-               ) -> torch.Tensor:
-        return self.net_.score(users.to(self._device()), self._check_perturbation(perturbation))
-
-    def parameter_blocks(self) -> dict[str, torch.Tensor]:
-        """The perturbable tensors: the towers' embedding tables (not copies)."""
-        self._check_fitted()
-        return self.net_.blocks()
-
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.net_.state_dict().items()}

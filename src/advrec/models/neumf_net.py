@@ -79,6 +79,10 @@ class NCFNet(nn.Module):
             parts.append(h)
         return self.predict(torch.cat(parts, -1)).squeeze(-1)
 
+    def pair_scores(self, users, items, perturbation=None) -> torch.Tensor:
+        """The logit of each pair (the attacks' and the models' common name)."""
+        return self.logits(users, items, perturbation)
+
     def loss(self, batch, perturbation=None, l2: bool = True) -> torch.Tensor:
         """Σ binary cross-entropy of the batch's (user, item, label) instances (the code's log
         loss, summed) + reg · Σ‖embedding rows of the batch‖²."""

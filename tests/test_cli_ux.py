@@ -198,7 +198,7 @@ def test_print_table_with_a_long_label_fits_80_columns(narrow):
 # ----------------------------------------------------------------------------- advrec list
 LISTED = {
     "models": V.MODELS,
-    "attacks": (*V.PERTURBATIONS, *V.SHILLING_ATTACKS),
+    "attacks": (*V.PERTURBATIONS, *V.INJECTION_ATTACKS),
     "defenses": V.DEFENSES,
     "metrics": V.ALL_METRICS,
 }

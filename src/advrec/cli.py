@@ -359,20 +359,29 @@ def _model_params(pairs: list[str], cls, known: list[str], typed: dict[str, str]
     """``--param KEY=VALUE`` pairs as model parameters (values read as YAML scalars: 20, 0.5,
     true, null, [1, 2]); refused: a malformed pair, a key the model does not take, a key
     given twice or also by its own option."""
+    return _key_values(pairs, "--param", f"model {cls.name!r}", known, typed)
+
+
+def _key_values(pairs: list[str], option: str, owner: str, known: list[str] | None,
+                typed: dict[str, str] | None = None) -> dict:
+    """``KEY=VALUE`` pairs of ``option`` (values read as YAML scalars); refused: a malformed
+    pair, a key ``owner`` does not take (``known`` None: any key), a key given twice."""
     import yaml
 
+    typed = typed or {}
     found: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise _config_error(f"--param {pair!r}: expected KEY=VALUE, e.g. --param epochs=20")
-        if key not in known:
-            raise _config_error(f"--param {key}: model {cls.name!r} has no parameter {key!r}; "
+            raise _config_error(f"{option} {pair!r}: expected KEY=VALUE, e.g. {option} "
+                                f"epochs=20")
+        if known is not None and key not in known:
+            raise _config_error(f"{option} {key}: {owner} has no parameter {key!r}; "
                                 f"it takes {', '.join(known)}")
         if key in found or key in typed:
-            twice = typed.get(key, f"--param {key}")
-            raise _config_error(f"--param {key}: given twice (also as {twice})")
+            twice = typed.get(key, f"{option} {key}")
+            raise _config_error(f"{option} {key}: given twice (also as {twice})")
         try:
             found[key] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
@@ -704,9 +713,12 @@ def shill(
     victims: Annotated[list[str], typer.Argument(help=f"Victims: model names ({V.listing(V.MODELS)}) or folders written by `advrec train` (the model and its hyper-parameters, retrained with the study's seed; their data set unless --dataset).")],
     dataset: Annotated[str, typer.Option(help="Data set (its predefined split, else a seeded 80/20 hold-out).")] = "ml-100k",
     fold: Annotated[str | None, typer.Option(help="Predefined fold, e.g. u1 for ml-100k.")] = None,
-    attack: Annotated[list[str], typer.Option("--attack", help=f"Attack (repeat): {V.listing(V.SHILLING_ATTACKS)}.")] = ["average"],  # noqa: B006
+    attack: Annotated[list[str], typer.Option("--attack", help=f"Attack (repeat): hand-crafted {V.listing(V.SHILLING_ATTACKS)}; optimised {V.listing(V.POISONING_ATTACKS)}.")] = ["average"],  # noqa: B006
     size: Annotated[list[float], typer.Option("--size", help="Attack size: fake users as a fraction of real users (repeat).")] = [0.05],  # noqa: B006
-    filler: Annotated[float, typer.Option(help="Filler size: a fraction of the items (< 1) or a count (>= 1).")] = 0.03,
+    filler: Annotated[float | None, typer.Option(help="Filler size: a fraction of the items (< 1) or a count (>= 1); default 0.03 for hand-crafted attacks, a real user's average profile for the optimised ones.")] = None,
+    attack_param: Annotated[list[str], typer.Option("--attack-param", help="A hyper-parameter of the optimised attacks as KEY=VALUE (repeat), e.g. --attack-param surrogate=wmf; `advrec list attacks` shows them.")] = [],  # noqa: B006
+    profiles: Annotated[list[Path], typer.Option("--profiles", help="Also inject the fake profiles of this file (repeat): TAB-separated user, item[, rating] with a header, as --save writes.")] = [],  # noqa: B006
+    save: Annotated[Path | None, typer.Option(help="Write each attack's fake profiles into this new folder (TAB-separated, one file per attack and size).")] = None,
     targets: Annotated[str | None, typer.Option(help="Comma-separated raw item ids to push/nuke (default: chosen by --target-strategy).")] = None,
     n_targets: Annotated[int, typer.Option(help="How many target items to choose.")] = 5,
     target_strategy: Annotated[str, typer.Option(help="random, popular, unpopular or quantile (a popularity band).")] = "quantile",
@@ -721,9 +733,10 @@ def shill(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a --plot file advrec wrote before, or another experiment's results at --out (only advrec's files).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
-    """Inject hand-crafted fake profiles, retrain each victim, and report how far the target
-    items moved (hit ratio@k and mean rank, prediction shift, paired p-values, collateral).
-    A preset: the study runs as an experiment in --out (`advrec results` / `report` work on it)."""
+    """Inject fake profiles (hand-crafted, optimised against a surrogate, or from a file),
+    retrain each victim, and report how far the target items moved (hit ratio@k and mean rank,
+    prediction shift, paired p-values, collateral). A preset: the study runs as an experiment
+    in --out (`advrec results` / `report` work on it)."""
     from advrec.experiments.shilling import (
         PRESET,
         plot_hit_ratio_vs_size,
@@ -735,16 +748,20 @@ def shill(
     with _errors():
         if plot is not None:
             _check_option("--plot", check_new_file, plot, overwrite)
+        if save is not None:
+            _check_option("--save", check_dir, save, "fake-profile")
         check_dir(out_dir, "experiment", identity=PRESET, overwrite=overwrite)
         raw_targets = None
         if targets:
             raw_targets = [t.strip() for t in targets.split(",") if t.strip()]
             raw_targets = [int(t) if t.lstrip("-").isdigit() else t for t in raw_targets]
         log = (lambda _m: None) if (json_out or quiet) else (lambda m: err.print(escape(m)))
-        count = filler >= 1 and float(filler).is_integer()
+        count = filler is not None and filler >= 1 and float(filler).is_integer()
         entries, recipe = _victims(victims)
+        params = _key_values(attack_param, "--attack-param", "", None)
         experiment = shilling_experiment(
             dataset, entries, attack, sizes=size, filler=int(filler) if count else filler,
+            attack_params=params, profile_files=[str(p) for p in profiles],
             n_targets=n_targets, target_strategy=target_strategy, k=k, seed=seed,
             output=out_dir, targets=raw_targets, fold=fold,
             intent=intent.value if intent else None, implicit=implicit, rank_by=rank_by,
@@ -756,6 +773,11 @@ def shill(
         report_path = write_report(out_dir)
         if plot is not None:
             plot_hit_ratio_vs_size(rows, plot, k=k, overwrite=overwrite)
+        if save is not None:
+            from advrec.experiments.shilling import save_profiles_of
+
+            for r, path in zip(rows, save_profiles_of(rows, out_dir, save), strict=True):
+                r["saved_profiles"] = str(path)
         if json_out:
             print(json.dumps(rows, default=str))
             return

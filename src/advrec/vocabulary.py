@@ -16,6 +16,9 @@ NORMS = ("l2", "linf")
 TARGET_MODES = ("push", "nuke")  # targeted parameter attacks
 SHILLING_ATTACKS = ("random", "average", "bandwagon", "reverse_bandwagon", "popular",
                     "love_hate", "segment", "perfect_knowledge")
+POISONING_ATTACKS = ("pga", "sgld", "revadv", "influence", "dlattack")  # optimised injection
+PROFILE_FILE = "file"  # an injection entry that reads its fake profiles from a file
+INJECTION_ATTACKS = (*SHILLING_ATTACKS, *POISONING_ATTACKS, PROFILE_FILE)
 INTENTS = ("push", "nuke")  # what a shilling attack does to its targets
 TARGET_STRATEGIES = ("random", "popular", "unpopular", "quantile")
 CLASSIFIERS = ("svm", "knn", "forest")  # supervised fake-profile detectors
@@ -30,8 +33,9 @@ SIGNIFICANCE_TESTS = ("ttest", "wilcoxon")
 EXECUTORS = ("local", "ray")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 
-__all__ = ["ALL_METRICS", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS",
-           "FORMATS", "INTENTS", "MODELS", "NORMS", "OPTIMIZERS", "PERTURBATIONS", "PROTOCOLS",
+__all__ = ["ALL_METRICS", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS", "FORMATS",
+           "INJECTION_ATTACKS", "INTENTS", "MODELS", "NORMS", "OPTIMIZERS",
+           "PERTURBATIONS", "POISONING_ATTACKS", "PROFILE_FILE", "PROTOCOLS",
            "RANK_METRICS", "SHILLING_ATTACKS", "SIGNIFICANCE_TESTS", "SPLITS",
            "TARGET_MODES", "TARGET_STRATEGIES", "UNSEEN", "VALIDATION_SPLITS"]
 

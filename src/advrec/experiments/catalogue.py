@@ -90,21 +90,30 @@ def _models() -> list[Entry]:
 
 
 def _attacks() -> list[Entry]:
+    from advrec.attacks.injection import injection_attacks, is_poisoning
     from advrec.attacks.perturbation import fgsm, pgd, random_perturbation
-    from advrec.attacks.shilling import ATTACKS
+    from advrec.vocabulary import PROFILE_FILE
 
     functions = {"fgsm": fgsm, "random": random_perturbation, "pgd": pgd}
     out = [Entry(name, "parameter attack", first_line(func),
                  {"eps": None, **_signature_params(func, ("model", "train", "eps"))},
                  ("perturbs a trained model's parameter blocks",), ("eps",))
            for name, func in functions.items()]
-    for name, cls in ATTACKS.items():
+    for name, cls in injection_attacks().items():
         params = {f.name: (None if f.default is dataclasses.MISSING else f.default)
                   for f in dataclasses.fields(cls) if f.init}
         if params.get("intent") is None and "intent" in params:
             params["intent"] = cls.default_intent
-        out.append(Entry(name, "shilling attack", first_line(cls), params,
-                         ("injects fake profiles into the training data",)))
+        if is_poisoning(name):
+            kind = "poisoning attack"
+            notes = (f"optimised against a surrogate: {', '.join(cls.surrogates)}",
+                     cls.reference)
+        elif name == PROFILE_FILE:
+            kind, notes = "profile file", ("injects the fake profiles of a file",)
+        else:
+            kind = "shilling attack"
+            notes = ("injects fake profiles into the training data",)
+        out.append(Entry(name, kind, first_line(cls), params, notes))
     return out
 
 

@@ -28,9 +28,11 @@ from advrec.vocabulary import (
     ALL_METRICS,
     DEFENSES,
     EXECUTORS,
+    INJECTION_ATTACKS,
     INTENTS,
     NORMS,
     PERTURBATIONS,
+    POISONING_ATTACKS,
     PROTOCOLS,
     SHILLING_ATTACKS,
     SIGNIFICANCE_TESTS,
@@ -194,12 +196,15 @@ def _require_known(value: str | list[str], allowed: Iterable[str], what: str) ->
 
 
 class ShillingConfig(_Strict):
-    """A shilling (profile-injection) attack: fake profiles are appended to the training data
-    and every victim model is trained again on it; list-valued ``size``/``filler`` expand."""
+    """An injection attack: fake profiles (hand-crafted, optimised against a surrogate, or read
+    from a file) are appended to the training data and every victim model is trained again on
+    it; list-valued ``size``/``filler`` expand. ``params``: the attack's own hyper-parameters
+    (an optimised attack's ``surrogate``, ``known_fraction``, …; the ``file`` attack's
+    ``path`` and ``format``)."""
 
     attack: str
     size: float | list[float] = 0.05
-    filler: float | int | list[float | int] = 0.05
+    filler: float | int | list[float | int] | None = 0.05  # None: an average real profile
     n_targets: int = Field(3, ge=1)
     target_strategy: Literal[TARGET_STRATEGIES] = "quantile"
     targets: list[int | str] | None = None
@@ -207,11 +212,21 @@ class ShillingConfig(_Strict):
     implicit: bool | None = None  # None: the implicit variant iff the data has no ratings
     rank_by: Literal["score", "predict"] = "score"  # how the targets' ranks are measured
     profile_seed_offset: int = Field(0, ge=0)  # fake profiles drawn with the cell's seed + this
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _poisoning_filler(cls, v):
+        """An optimised attack's profiles default to a real user's average length."""
+        if isinstance(v, dict) and "filler" not in v and \
+                str(v.get("attack", "")).lower() in POISONING_ATTACKS:
+            return {**v, "filler": None}
+        return v
 
     @field_validator("attack")
     @classmethod
     def _known_attack(cls, v: str) -> str:
-        _require_known(v.lower(), SHILLING_ATTACKS, "shilling attack")
+        _require_known(v.lower(), INJECTION_ATTACKS, "shilling attack")
         return v.lower()
 
     @field_validator("size")
@@ -226,10 +241,34 @@ class ShillingConfig(_Strict):
     @classmethod
     def _filler(cls, v):
         for x in v if isinstance(v, list) else [v]:
+            if x is None:
+                continue
             if not (0 < x < 1 if isinstance(x, float) else x >= 1):
                 raise ValueError(f"must be a share of the items in (0, 1) or a count >= 1, "
                                  f"got {x}")
         return v
+
+    @model_validator(mode="after")
+    def _attack_params(self):
+        """The attack's own parameters are known to it and valid (checked by building it)."""
+        from advrec.attacks.injection import make_injection
+
+        if self.filler is None and self.attack not in POISONING_ATTACKS:
+            raise ValueError(f"filler: the {self.attack} attack needs a filler size (only the "
+                             f"optimised attacks take null: a real user's average profile)")
+        reserved = {"size", "filler", "intent", "implicit"} & set(self.params)
+        if reserved:
+            raise ValueError(f"params: {sorted(reserved)} are options of the entry itself, "
+                             f"not of params")
+        if self.params or self.attack in POISONING_ATTACKS:
+            size = self.size[0] if isinstance(self.size, list) else self.size
+            filler = self.filler[0] if isinstance(self.filler, list) else self.filler
+            try:
+                make_injection(self.attack, size=size, filler=filler, intent=self.intent,
+                               **self.params)
+            except AdvrecError as exc:
+                raise ValueError(f"params: {exc}") from None
+        return self
 
 
 class DefenseConfig(_Strict):

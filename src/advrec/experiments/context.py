@@ -110,9 +110,11 @@ class Context:
         return self._evaluators[seed]
 
     def poisoned(self, seed: int, attack: dict[str, Any]) -> tuple[Any, list, Any]:
-        """(training data + the attack's fake profiles, raw target ids, the ShillingAttack),
-        built once per seed."""
-        from advrec.attacks.shilling import make_attack, select_targets
+        """(training data + the attack's fake profiles, raw target ids, the attack), built once
+        per seed. The profiles are kept in the output's ``profiles/`` folder
+        (:meth:`profiles_path`); a later run reads them back instead of optimising again."""
+        from advrec.attacks.injection import ProfileFile, make_injection, save_profiles
+        from advrec.attacks.shilling import select_targets
 
         key = canonical_hash({"seed": seed, "attack": attack})
         if key not in self._poisoned:
@@ -122,13 +124,26 @@ class Context:
                 targets = select_targets(train, attack["n_targets"], attack["target_strategy"],
                                          seed=seed).tolist()
             implicit = attack.get("implicit")
-            made = make_attack(attack["attack"], size=attack["size"], filler=attack["filler"],
-                               intent=attack["intent"],
-                               implicit=train.ratings is None if implicit is None else implicit)
-            fake = made.generate(train, targets,
-                                 seed=seed + attack.get("profile_seed_offset", 0))
+            made = make_injection(
+                attack["attack"], size=attack["size"], filler=attack["filler"],
+                intent=attack["intent"],
+                implicit=train.ratings is None if implicit is None else implicit,
+                **attack.get("params", {}))
+            path = self.profiles_path(seed, attack)
+            if path.is_file():
+                fake = ProfileFile(path=str(path)).generate(train, targets)
+            else:
+                fake = made.generate(train, targets,
+                                     seed=seed + attack.get("profile_seed_offset", 0))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_profiles(fake, path)
             self._poisoned[key] = (train.concat(fake), list(targets), made)
         return self._poisoned[key]
+
+    def profiles_path(self, seed: int, attack: dict[str, Any]) -> Path:
+        """Where the fake profiles of ``attack`` at ``seed`` are kept (TAB-separated)."""
+        key = canonical_hash({"seed": seed, "attack": attack})
+        return self.output / "profiles" / f"{attack['attack']}-{key[:16]}.tsv"
 
     def defended(self, seed: int, attack: dict[str, Any], defense: dict[str, Any] | None
                  ) -> tuple[Any, dict | None]:

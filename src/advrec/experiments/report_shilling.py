@@ -40,11 +40,15 @@ class Variant:
 
     name: str  # e.g. "average" or "average (intent=nuke)"
     size: float
-    filler: float
+    filler: float | None  # None: an optimised attack's average-length profiles
+
+    @property
+    def filler_text(self) -> str:
+        return "avg. profile" if self.filler is None else f"{self.filler:g}"
 
     @property
     def title(self) -> str:
-        return f"{self.name} · size {self.size:g} · filler {self.filler:g}"
+        return f"{self.name} · size {self.size:g} · filler {self.filler_text}"
 
 
 @dataclass
@@ -62,13 +66,14 @@ def shilling_groups(groups: list[Group]) -> list[ShillingGroup]:
     rows = [r for g in groups for r in g.rows]
     if not rows:
         return []
-    drop = ("defense", "size", "filler")
+    drop = ("defense", "size", "filler", "profiles")
     names = attack_names([{**r, "attack_config": {k: v for k, v in r["attack_config"].items()
                                                   if k not in drop}} for r in rows])
     found = []
     for g in groups:
         cfg = g.rows[0]["attack_config"]
-        variant = Variant(names[g.rows[0]["key"]], float(cfg["size"]), float(cfg["filler"]))
+        filler = None if cfg.get("filler") is None else float(cfg["filler"])
+        variant = Variant(names[g.rows[0]["key"]], float(cfg["size"]), filler)
         found.append(ShillingGroup(g, variant, g.rows[0].get("defense") or NO_DEFENSE))
     labels = unique(s.group.label for s in found)
     variants = unique(s.variant for s in found)
@@ -107,6 +112,9 @@ def shilling_section(data: ReportData, cells: list[Group]) -> Section:
                      "data (means over seeds). Detection: precision, recall, F1 and ROC-AUC of "
                      "the flagged profiles and the real users removed (means over seeds).")
     parts = tag("h2", "Shilling attacks and defences") + intro + shilling_table(data, groups)
+    budget = budget_figure(groups, target_ks(groups))
+    if budget:
+        parts += tag("h3", "Target hit ratio against the attack budget") + budget
     curves = detection_curves(groups)
     figures = [curve_figure(curves, "roc"), curve_figure(curves, "pr")]
     figures = [f for f in figures if f]
@@ -135,7 +143,7 @@ def shilling_table(data: ReportData, groups: list[ShillingGroup]) -> str:
     for s in groups:
         g, clean = s.group, clean_group(data.groups, s.group.label)
         row = [esc(g.label), esc(s.variant.name), esc(f"{s.variant.size:g}"),
-               esc(f"{s.variant.filler:g}"), esc(s.defense), esc(len(g.rows)),
+               esc(s.variant.filler_text), esc(s.defense), esc(len(g.rows)),
                *(metric_cell(g, clean, m) for m in data.metrics)]
         for k in ks:
             before = group_stats(g, f"target_hr@{k}_before")[0]
@@ -208,6 +216,44 @@ def curve_figure(curves: dict[Variant, dict[str, tuple[dict, dict]]], kind: str)
     caption = (f"{title} of the detectors, one panel per shilling attack variant (lowest seed's "
                f"curve; legend: mean {'ROC' if kind == 'roc' else 'PR'}-AUC over seeds)")
     return figure_html(fig, caption, f"shill-{kind}", wide=True)
+
+
+def budget_figure(groups: list[ShillingGroup], ks: list[int]) -> str:
+    """Target HR@k (the smallest k) after each undefended attack against its size: one panel
+    per victim, one line per attack (its filler and options), the clean model's dashed; only
+    when some attack was run at two sizes or more."""
+    if not ks:
+        return ""
+    k = ks[0]
+    undefended = [s for s in groups if s.defense == NO_DEFENSE]
+    lines: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    clean: dict[str, list[float]] = {}
+    for s in undefended:
+        label = s.variant.name + ("" if s.variant.filler is None
+                                  else f" (filler {s.variant.filler_text})")
+        after = group_stats(s.group, f"target_hr@{k}")[0]
+        lines.setdefault(s.group.label, {}).setdefault(label, []).append((s.variant.size, after))
+        clean.setdefault(s.group.label, []).append(
+            group_stats(s.group, f"target_hr@{k}_before")[0])
+    if not any(len(points) > 1 for per in lines.values() for points in per.values()):
+        return ""
+    attacks = unique(a for per in lines.values() for a in per)
+    fig, axes = panel_grid(len(lines), 3, (4.2, 3.5))
+    for ax, (victim, per) in zip(axes, lines.items(), strict=False):
+        for attack, points in per.items():
+            points.sort()
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", linewidth=1.4,
+                    color=f"C{attacks.index(attack) % 10}", label=attack)
+        ax.axhline(float(sum(clean[victim]) / len(clean[victim])), color="grey",
+                   linestyle=CLEAN_STYLE, linewidth=1, label="clean")
+        ax.set(xlabel="fake users (fraction of real users)", ylabel=f"target HR@{k}")
+        ax.set_title(victim, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    caption = (f"The targets' hit ratio@{k} on each victim retrained on the poisoned data, "
+               f"against the attack size (no defence; means over seeds); dashed: the clean "
+               f"model")
+    return figure_html(fig, caption, "shill-budget", wide=True)
 
 
 def panel_grid(n: int, columns: int, size: tuple[float, float]):

@@ -237,11 +237,21 @@ class Injection(Scenario):
             extra_metrics[f"target_hr@{k}_before"] = before.hit_ratio(k)
         defense = (cell.defense or {}).get("detector", "none")
         return ctx.result(cell, job, attack=attack["attack"], eps=None,
-                          attack_config={**attack, "targets": targets, "defense": defense},
+                          attack_config={**attack, "targets": targets, "defense": defense,
+                                         "profiles": _relative(ctx.profiles_path(job.seed, attack),
+                                                               ctx.output)},
                           evaluation=result, history=[], extra_metrics=extra_metrics,
                           timings={"fit_seconds": fit_seconds, "detect_seconds": t_detect,
                                    "evaluate_seconds": time.perf_counter() - t1},
                           defense=defense, detection=detection, measures=impact.row())
+
+
+def _relative(path, root) -> str:
+    """``path`` relative to the experiment folder (as stored with the results)."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _paired(after, before, metric: str) -> dict:
@@ -254,17 +264,19 @@ def shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
     """A shilling entry as the dict :func:`expand` expands: the attack's own intent spelled
     out, the defaults of ``implicit``, ``rank_by`` and ``profile_seed_offset`` left out (so cell
     keys stay as they were before those options existed)."""
-    from advrec.attacks.shilling import ATTACKS
+    from advrec.attacks.injection import attack_class
 
     raw = entry.model_dump()
     if raw["intent"] is None:
-        raw["intent"] = ATTACKS[raw["attack"]].default_intent
+        raw["intent"] = attack_class(raw["attack"]).default_intent
     if raw["implicit"] is None:
         raw.pop("implicit")
     if raw["rank_by"] == "score":
         raw.pop("rank_by")
     if raw["profile_seed_offset"] == 0:
         raw.pop("profile_seed_offset")
+    if not raw["params"]:
+        raw.pop("params")
     if raw["targets"] is None:
         raw.pop("targets")
     else:

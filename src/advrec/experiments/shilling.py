@@ -26,6 +26,7 @@ from advrec.outputs import write_file
 
 __all__ = [
     "PLOT_SUFFIXES",
+    "save_profiles_of",
     "plot_hit_ratio_vs_size",
     "resolve_victim",
     "run_characteristics_study",
@@ -82,7 +83,8 @@ def shilling_experiment(dataset: str, victims: Sequence[str | Mapping], attacks:
                         seed: int = 0, *, output: str | os.PathLike, targets=None,
                         intent: str | None = None, implicit: bool | None = None,
                         rank_by: str = "score", fold: str | None = None,
-                        data: Mapping | None = None):
+                        data: Mapping | None = None, attack_params: Mapping | None = None,
+                        profile_files: Sequence[str] = ()):
     """The shilling study of named victims and attacks as an experiment: the data set's own
     split (else a seeded 80/20 hold-out; ``data``: an experiment file's ``data:`` section
     instead, e.g. a trained model's recipe), one model entry per victim (a name, or a
@@ -90,7 +92,10 @@ def shilling_experiment(dataset: str, victims: Sequence[str | Mapping], attacks:
     entry per
     attack with the sizes as a grid. Each victim is trained once on the clean data and again on
     each poisoned copy; ``targets`` (raw item ids) overrides ``n_targets`` /
-    ``target_strategy``; ``implicit`` None: the implicit variants iff the data has no ratings."""
+    ``target_strategy``; ``implicit`` None: the implicit variants iff the data has no ratings.
+    ``filler`` None: 0.03 for the hand-crafted attacks, a real user's average profile for the
+    optimised ones, which also take ``attack_params`` (``surrogate``, …); each of
+    ``profile_files`` is injected as it is (the ``file`` attack; ``targets`` required)."""
     from advrec.data.datasets import info
     from advrec.experiments.config import parse_config
 
@@ -102,16 +107,32 @@ def shilling_experiment(dataset: str, victims: Sequence[str | Mapping], attacks:
             data["fold"] = fold
         if not info(dataset).presplit:
             data.update(split="holdout", test_ratio=0.2)
-    entry = {"size": [float(x) for x in sizes], "filler": filler, "n_targets": n_targets,
+    from advrec.attacks.injection import is_poisoning
+
+    entry = {"size": [float(x) for x in sizes], "n_targets": n_targets,
              "target_strategy": target_strategy, "intent": intent, "implicit": implicit,
              "rank_by": rank_by}
     if targets is not None:
         entry["targets"] = list(targets)
+    elif profile_files:
+        raise ConfigError("--profiles: name the targets the profiles push (--targets)")
+
+    def shilling(name: str) -> dict:
+        optimised = is_poisoning(name)
+        own = {"filler": filler if filler is not None or optimised else 0.03}
+        if optimised and attack_params:
+            own["params"] = dict(attack_params)
+        return {"attack": name, **entry, **own}
+
+    if attack_params and not any(is_poisoning(a) for a in attacks):
+        raise ConfigError("--attack-param applies to the optimised attacks; none is requested")
+    files = [{"attack": "file", **entry, "size": entry["size"][0], "filler": 0.03,
+              "params": {"path": str(f)}} for f in profile_files]
     return parse_config({
         "name": PRESET, "description": "advrec shill: hand-crafted fake profiles against victims",
         "data": data,
         "models": [{"name": v} if isinstance(v, str) else dict(v) for v in victims],
-        "shilling": [{"attack": a, **entry} for a in attacks],
+        "shilling": [*(shilling(a) for a in attacks), *files],
         "evaluation": {"ks": [k], "metrics": ["hr", "ndcg"]}, "seeds": [seed],
         "output": str(output)}, source="shill")
 
@@ -134,9 +155,28 @@ def run_shilling_preset(experiment, log: Log | None = None, overwrite: bool = Fa
     k = experiment.evaluation.ks[0]
     rows = []
     for r in found:
-        rows.append({"dataset": name, **r["measures"], "victim": r["model_label"]})
+        rows.append({"dataset": name, **r["measures"], "victim": r["model_label"],
+                     "profiles": (r["attack_config"] or {}).get("profiles")})
         _log_row(log, rows[-1], r["attack"], k)
     return rows
+
+
+def save_profiles_of(rows: Sequence[Mapping], output: str | os.PathLike,
+                     folder: str | os.PathLike) -> list[Path]:
+    """Copy each row's fake profiles (kept in the experiment's ``profiles/``) into ``folder``
+    (a new or empty folder, or one advrec wrote as fake profiles), one file per attack and
+    size: ``<attack>-size<size>.tsv``; the paths in row order."""
+    from advrec.outputs import claim_dir, write_file
+
+    claim_dir(folder, "fake-profiles")
+    written: dict[str, Path] = {}
+    for r in rows:
+        source = Path(output) / r["profiles"]
+        name = f"{r['attack']}-size{r['size']:g}.tsv"
+        if name not in written:
+            written[name] = write_file(Path(folder) / name,
+                                       lambda tmp, src=source: tmp.write_bytes(src.read_bytes()))
+    return [written[f"{r['attack']}-size{r['size']:g}.tsv"] for r in rows]
 
 
 # ----------------------------------------------------------------------------- plot

@@ -237,13 +237,13 @@ class Injection(Scenario):
             extra_metrics[f"target_hr@{k}_before"] = before.hit_ratio(k)
         defense = (cell.defense or {}).get("detector", "none")
         return ctx.result(cell, job, attack=attack["attack"], eps=None,
-                          attack_config={**attack, "targets": targets, "defense": defense,
-                                         "profiles": _relative(ctx.profiles_path(job.seed, attack),
-                                                               ctx.output)},
+                          attack_config={**attack, "targets": targets, "defense": defense},
                           evaluation=result, history=[], extra_metrics=extra_metrics,
                           timings={"fit_seconds": fit_seconds, "detect_seconds": t_detect,
                                    "evaluate_seconds": time.perf_counter() - t1},
-                          defense=defense, detection=detection, measures=impact.row())
+                          defense=defense, detection=detection,
+                          measures={**impact.row(), "profiles": _relative(
+                              ctx.profiles_path(job.seed, attack), ctx.output)})
 
 
 def _relative(path, root) -> str:

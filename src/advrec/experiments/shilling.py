@@ -155,8 +155,7 @@ def run_shilling_preset(experiment, log: Log | None = None, overwrite: bool = Fa
     k = experiment.evaluation.ks[0]
     rows = []
     for r in found:
-        rows.append({"dataset": name, **r["measures"], "victim": r["model_label"],
-                     "profiles": (r["attack_config"] or {}).get("profiles")})
+        rows.append({"dataset": name, **r["measures"], "victim": r["model_label"]})
         _log_row(log, rows[-1], r["attack"], k)
     return rows
 

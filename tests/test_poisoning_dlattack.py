@@ -214,7 +214,7 @@ def ml100k(data_dir):
     return train, raw, t, _victim_measures(train, train, t)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("size", [0.01, 0.03])
 def test_dlattack_against_heuristic_attacks_on_a_neumf_victim(ml100k, size):
     """Target HR@10/@50 and mean rank on a NeuMF victim refitted on train + fake, DL-attack vs

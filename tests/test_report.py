@@ -440,6 +440,49 @@ def test_shilling_groups_in_results_significance_and_plots(shilling_report):
     assert not doc.find_all("script") and "url(http" not in text
 
 
+TRANSFER_RAW = {
+    "name": "tiny-transfer",
+    "data": {"dataset": "ml-100k", "fold": "u1"},
+    "models": [{"name": "bprmf", "label": "BPR-MF", "params": {"epochs": 3}}],
+    "shilling": [{"attack": "average", "size": 0.05, "filler": 40, "n_targets": 3},
+                 {"attack": "popular", "size": 0.05, "filler": 40, "n_targets": 3},
+                 {"attack": "pga", "size": 0.05, "n_targets": 3,
+                  "params": {"iterations": 2, "epochs": 4}}],
+    "evaluation": {"ks": [50], "metrics": ["hr"]},
+    "seeds": [0],
+}
+
+
+def test_transfer_table_tests_each_optimised_attack_against_the_best_hand_crafted(
+        data_dir, tmp_path):
+    folder = run_fresh(TRANSFER_RAW, tmp_path / "t", 4)
+    with ResultsStore(folder, read_only=True) as store:
+        rows = {r["attack"]: r for r in store.rows() if r["scenario"] == "shilling"}
+    blocks = {a: r["per_user"]["targets"] for a, r in rows.items()}
+    for a, b in blocks.items():  # the targets' per-user values, kept with every shilling cell
+        users = np.asarray(b["users"])
+        assert len(users) > 100 and np.all(np.diff(users) > 0), a
+        assert len(b["target_hr@50"]) == len(b["target_rank"]) == len(users)
+        assert min(b["target_hr@50"]) >= 0 and max(b["target_hr@50"]) <= 1
+    best = max(("average", "popular"), key=lambda a: rows[a]["metrics"]["target_hr@50"])
+    doc = parse(write_report(folder).read_text(encoding="utf-8"))
+    table = doc.find("table", id="transfer-hr50")
+    assert [th.text for th in table.find_all("th")] == ["Size", "Attack", "BPR-MF: HR@50"]
+    cells = {tr.find_all("td")[1].text: tr.find_all("td")[2] for tr in table.find_all("tr")[1:]}
+    assert set(cells) == {"average (filler 40)", "popular (filler 40)", "pga"}
+    assert cells[f"{best} (filler 40)"].find_all("u")  # the best hand-crafted one
+    # the p-value is the paired test over the users both cells measured
+    a, b = blocks["pga"], blocks[best]
+    _, ia, ib = np.intersect1d(a["users"], b["users"], return_indices=True)
+    expected = paired_test(np.asarray(a["target_hr@50"])[ia], np.asarray(b["target_hr@50"])[ib])
+    p = expected["p_value"]
+    text = cells["pga"].text
+    assert f"vs {best}, p {p:.1e}" in text if p < 1e-3 else f"vs {best}, p {p:.3f}" in text
+    hr = rows["pga"]["metrics"]["target_hr@50"]
+    assert text.startswith(f"{hr:.4f}")
+    assert bool(cells["pga"].find_all("b")) == (expected["mean_diff"] > 0 and p < 0.05)
+
+
 def test_no_shilling_section_without_shilling_cells(report):
     _, text, doc = report
     assert not doc.find_all(id="shilling") and 'href="#shilling"' not in text

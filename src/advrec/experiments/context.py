@@ -194,8 +194,11 @@ class Context:
     def result(self, cell: Cell, job: ModelJob, *, attack: str, eps: float | None,
                attack_config: dict | None, evaluation, history: list, timings: dict,
                extra_metrics: dict | None = None, defense: str | None = None,
-               detection: dict | None = None, measures: dict | None = None) -> CellResult:
-        """A cell's typed result from its evaluation (the parts every scenario shares)."""
+               detection: dict | None = None, measures: dict | None = None,
+               per_user: dict[str, dict] | None = None) -> CellResult:
+        """A cell's typed result from its evaluation (the parts every scenario shares);
+        ``per_user``: a scenario's own per-user blocks (each with its ``users``), stored beside
+        the evaluation's so that the report can test them paired."""
         from advrec.models.base import library_versions
 
         return CellResult(
@@ -203,7 +206,8 @@ class Context:
             model_label=job.label, model_name=job.name, seed=job.seed, scenario=cell.scenario,
             attack=attack, eps=eps, attack_config=attack_config, config=cell.config,
             metrics={**evaluation.summary, **(extra_metrics or {})},
-            per_user={"users": evaluation.users, **evaluation.per_user}, history=history,
+            per_user={"users": evaluation.users, **evaluation.per_user, **(per_user or {})},
+            history=history,
             timings=timings, versions=library_versions(), defense=defense, detection=detection,
             measures=measures)
 

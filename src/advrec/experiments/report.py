@@ -11,24 +11,22 @@ of its cells; rows left in the store by earlier versions of the file are counted
 from __future__ import annotations
 
 import json
-import math
 import os
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from advrec.errors import AdvrecError, ConfigError, OutputError
 from advrec.experiments.reporting import (
     CLEAN,
     TARGET_METRIC,
+    Comparison,
     Group,
     ReportData,
     Row,
     Section,
     clean_group,
+    compare,
     esc,
     fmt_eps,
     fmt_p,
@@ -139,51 +137,6 @@ def _test_name(config: dict[str, Any] | None, rows: list[Row]) -> str:
 
 
 # ---------------------------------------------------------------------------- significance
-@dataclass
-class Comparison:
-    """A paired test of two conditions, per seed, for one metric."""
-
-    per_seed: dict[int, float]  # seed -> p-value
-    mean_diff: float  # mean over seeds of mean(a - b) over users
-
-    @property
-    def p_max(self) -> float:
-        return max(self.per_seed.values())
-
-
-def paired_over_users(a: Row, b: Row, metric: str, test: str) -> dict[str, float] | None:
-    """:func:`paired_test` of one metric of two cells, over the users both evaluated (finite
-    values only); None when it cannot be computed."""
-    from advrec.evaluation.significance import paired_test
-
-    pa, pb = a.get("per_user") or {}, b.get("per_user") or {}
-    if metric not in pa or metric not in pb:
-        return None
-    ua, ub = np.asarray(pa["users"]), np.asarray(pb["users"])
-    _, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
-    x = np.asarray(pa[metric], dtype=float)[ia]
-    y = np.asarray(pb[metric], dtype=float)[ib]
-    ok = np.isfinite(x) & np.isfinite(y)
-    try:
-        res = paired_test(x[ok], y[ok], test)
-    except AdvrecError:
-        return None
-    return res if math.isfinite(res["p_value"]) else None
-
-
-def compare(pairs: list[tuple[Row, Row]], metric: str, test: str) -> Comparison | None:
-    """Paired tests of each (a, b) pair of cells (one pair per seed)."""
-    per_seed, diffs = {}, []
-    for a, b in pairs:
-        res = paired_over_users(a, b, metric, test)
-        if res is not None:
-            per_seed[a["seed"]] = res["p_value"]
-            diffs.append(res["mean_diff"])
-    if not per_seed:
-        return None
-    return Comparison(dict(sorted(per_seed.items())), float(np.mean(diffs)))
-
-
 def attack_pairs(g: Group, by_model_condition: dict[tuple, Row]) -> list[tuple[Row, Row]]:
     """(attacked cell, clean cell of the same trained model) for each seed of ``g``."""
     return [(r, by_model_condition[(r["model_key"], CLEAN, None)]) for r in g.rows

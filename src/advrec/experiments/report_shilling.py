@@ -15,9 +15,11 @@ from advrec.experiments.reporting import (
     Section,
     attack_names,
     clean_group,
+    compare,
     esc,
     figure_html,
     fmt_num,
+    fmt_p,
     group_stats,
     mean_std,
     metric_cell,
@@ -26,6 +28,7 @@ from advrec.experiments.reporting import (
     tag,
     unique,
 )
+from advrec.vocabulary import POISONING_ATTACKS, SHILLING_ATTACKS
 
 NO_DEFENSE = "none"
 PERFECT = "perfect"  # the oracle detector: left out of the curves (trivially perfect)
@@ -112,6 +115,9 @@ def shilling_section(data: ReportData, cells: list[Group]) -> Section:
                      "data (means over seeds). Detection: precision, recall, F1 and ROC-AUC of "
                      "the flagged profiles and the real users removed (means over seeds).")
     parts = tag("h2", "Shilling attacks and defences") + intro + shilling_table(data, groups)
+    transfer = transfer_tables(data, groups, target_ks(groups))
+    if transfer:
+        parts += tag("h3", "Optimised attacks against the best hand-crafted one") + transfer
     budget = budget_figure(groups, target_ks(groups))
     if budget:
         parts += tag("h3", "Target hit ratio against the attack budget") + budget
@@ -216,6 +222,71 @@ def curve_figure(curves: dict[Variant, dict[str, tuple[dict, dict]]], kind: str)
     caption = (f"{title} of the detectors, one panel per shilling attack variant (lowest seed's "
                f"curve; legend: mean {'ROC' if kind == 'roc' else 'PR'}-AUC over seeds)")
     return figure_html(fig, caption, f"shill-{kind}", wide=True)
+
+
+def transfer_tables(data: ReportData, groups: list[ShillingGroup], ks: list[int]) -> str:
+    """Per k, attack × victim tables of the targets' HR@k after each undefended attack, one row
+    per (size, attack): how far an attack optimised on one surrogate transfers to each victim.
+    An optimised attack's cell adds the paired test, over users, of its per-user target hit
+    ratio against the best hand-crafted attack's (highest mean HR@k on that victim at that
+    size): bold when higher with p < 0.05 on every seed. Empty unless both kinds ran."""
+    undefended = [s for s in groups if s.defense == NO_DEFENSE]
+    kinds = {s.group.method for s in undefended}
+    if not ks or not kinds & set(POISONING_ATTACKS) or not kinds & set(SHILLING_ATTACKS):
+        return ""
+    victims = unique(s.group.label for s in undefended)
+    cells = {(s.variant.size, _attack_label(s.variant), s.group.label): s for s in undefended}
+    rows_of = unique((size, attack) for size, attack, _ in cells)
+    rows_of.sort(key=lambda r: r[0])
+    intro = tag("p", "Target HR@k after each attack (no defence; means over seeds), one column "
+                     "per victim. For an optimised attack, in brackets: the best hand-crafted "
+                     "attack on that victim at that size (underlined) and the p-value of the "
+                     f"paired {'t-test' if data.test == 'ttest' else 'Wilcoxon test'} over "
+                     "users of the two (the largest over seeds); bold: higher with p < 0.05.")
+    out = intro
+    for k in ks:
+        metric = f"target_hr@{k}"
+        best = {}
+        for (size, _, victim), s in cells.items():
+            if s.group.method in SHILLING_ATTACKS:
+                hr = group_stats(s.group, metric)[0]
+                if math.isfinite(hr) and (best.get((size, victim)) is None or
+                                          hr > group_stats(best[(size, victim)].group,
+                                                           metric)[0]):
+                    best[(size, victim)] = s
+        body = []
+        for size, attack in rows_of:
+            row = [esc(f"{size:g}"), esc(attack)]
+            for victim in victims:
+                s = cells.get((size, attack, victim))
+                row.append(_transfer_cell(s, best.get((size, victim)), metric, data.test))
+            body.append(row)
+        out += table(["Size", "Attack", *(f"{esc(v)}: HR@{k}" for v in victims)], body,
+                     class_="results transfer", id=f"transfer-hr{k}")
+    return out
+
+
+def _attack_label(v: Variant) -> str:
+    return v.name + ("" if v.filler is None else f" (filler {v.filler_text})")
+
+
+def _transfer_cell(s: ShillingGroup | None, best: ShillingGroup | None, metric: str,
+                   test: str) -> str:
+    """One attack's HR on one victim; the optimised ones against ``best`` (see above)."""
+    if s is None:
+        return esc("—")
+    value = esc(fmt_num(group_stats(s.group, metric)[0]))
+    if s is best:
+        return tag("u", value)
+    if s.group.method not in POISONING_ATTACKS or best is None:
+        return value
+    by_seed = {r["seed"]: r for r in best.group.rows}
+    res = compare([(r, by_seed[r["seed"]]) for r in s.group.rows if r["seed"] in by_seed],
+                  metric, test)
+    if res is None:
+        return value + esc(f" (vs {best.variant.name}: n/a)")
+    text = value + esc(f" (vs {best.variant.name}, p {fmt_p(res.p_max)})")
+    return tag("b", text) if res.mean_diff > 0 and res.p_max < 0.05 else text
 
 
 def budget_figure(groups: list[ShillingGroup], ks: list[int]) -> str:

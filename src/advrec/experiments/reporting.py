@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from advrec.errors import AdvrecError
+
 CLEAN = "none"
 CLEAN_STYLE = (0, (1, 2))  # dotted
 TARGET_METRIC = re.compile(r"target_hr@(\d+)(_before)?")
@@ -258,3 +260,58 @@ def legend(ax) -> None:
     order = sorted(range(len(names)), key=lambda i: models.index(names[i].split(" · ")[0]))
     ax.legend([handles[i] for i in order], [names[i] for i in order], fontsize=8,
               loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+
+
+# ---------------------------------------------------------------------------- significance
+@dataclass
+class Comparison:
+    """A paired test of two conditions, per seed, for one metric."""
+
+    per_seed: dict[int, float]  # seed -> p-value
+    mean_diff: float  # mean over seeds of mean(a - b) over users
+
+    @property
+    def p_max(self) -> float:
+        return max(self.per_seed.values())
+
+
+def per_user_block(row: Row, metric: str) -> dict | None:
+    """The per-user values of a cell that hold ``metric`` (the evaluation's, or a scenario's own
+    block such as the shilling targets'), with their ``users``; None when none does."""
+    per_user = row.get("per_user") or {}
+    if metric in per_user:
+        return per_user
+    return next((b for b in per_user.values() if isinstance(b, dict) and metric in b), None)
+
+
+def paired_over_users(a: Row, b: Row, metric: str, test: str) -> dict[str, float] | None:
+    """:func:`paired_test` of one metric of two cells, over the users both evaluated (finite
+    values only); None when it cannot be computed."""
+    from advrec.evaluation.significance import paired_test
+
+    pa, pb = per_user_block(a, metric), per_user_block(b, metric)
+    if pa is None or pb is None:
+        return None
+    ua, ub = np.asarray(pa["users"]), np.asarray(pb["users"])
+    _, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
+    x = np.asarray(pa[metric], dtype=float)[ia]
+    y = np.asarray(pb[metric], dtype=float)[ib]
+    ok = np.isfinite(x) & np.isfinite(y)
+    try:
+        res = paired_test(x[ok], y[ok], test)
+    except AdvrecError:
+        return None
+    return res if math.isfinite(res["p_value"]) else None
+
+
+def compare(pairs: list[tuple[Row, Row]], metric: str, test: str) -> Comparison | None:
+    """Paired tests of each (a, b) pair of cells (one pair per seed)."""
+    per_seed, diffs = {}, []
+    for a, b in pairs:
+        res = paired_over_users(a, b, metric, test)
+        if res is not None:
+            per_seed[a["seed"]] = res["p_value"]
+            diffs.append(res["mean_diff"])
+    if not per_seed:
+        return None
+    return Comparison(dict(sorted(per_seed.items())), float(np.mean(diffs)))

@@ -243,7 +243,15 @@ class Injection(Scenario):
                                    "evaluate_seconds": time.perf_counter() - t1},
                           defense=defense, detection=detection,
                           measures={**impact.row(), "profiles": _relative(
-                              ctx.profiles_path(job.seed, attack), ctx.output)})
+                              ctx.profiles_path(job.seed, attack), ctx.output)},
+                          per_user={"targets": target_block(after, ks)})
+
+
+def target_block(measures, ks) -> dict:
+    """The targets' per-user hit ratios and mean rank after the attack (the real users with an
+    eligible target), kept so that two attacks can be compared paired over users."""
+    return {"users": measures.users, "target_rank": measures.per_user_rank(),
+            **{f"target_hr@{k}": measures.per_user_hits(k) for k in ks}}
 
 
 def _relative(path, root) -> str:

@@ -24,6 +24,7 @@ TARGET_STRATEGIES = ("random", "popular", "unpopular", "quantile")
 CLASSIFIERS = ("svm", "knn", "forest")  # supervised fake-profile detectors
 DETECTORS = (*CLASSIFIERS, "pca", "rule")
 DEFENSES = (*DETECTORS, "perfect")  # "perfect" removes exactly the fake profiles (upper bound)
+ROBUST_TRAINING = ("trim",)  # defences that change how the victim is trained, not the data
 FORMATS = ("ml-100k", "ml-1m", "ratings-csv", "delimited", "lightgcn", "cfgan")
 SPLITS = ("auto", "predefined", "leave-one-out", "holdout", "temporal")
 VALIDATION_SPLITS = ("none", "leave-one-out", "holdout")
@@ -36,7 +37,7 @@ OPTIMIZERS = ("adagrad", "adam", "sgd")
 __all__ = ["ALL_METRICS", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS", "FORMATS",
            "INJECTION_ATTACKS", "INTENTS", "MODELS", "NORMS", "OPTIMIZERS",
            "PERTURBATIONS", "POISONING_ATTACKS", "PROFILE_FILE", "PROTOCOLS",
-           "RANK_METRICS", "SHILLING_ATTACKS", "SIGNIFICANCE_TESTS", "SPLITS",
+           "RANK_METRICS", "ROBUST_TRAINING", "SHILLING_ATTACKS", "SIGNIFICANCE_TESTS", "SPLITS",
            "TARGET_MODES", "TARGET_STRATEGIES", "UNSEEN", "VALIDATION_SPLITS"]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from advrec.errors import ParamError
 from advrec.validation import plain
+from advrec.vocabulary import ROBUST_TRAINING
 
 KINDS = ("models", "attacks", "defenses", "metrics", "datasets")
 SKIPPED = ("self", "seed", "device")  # parameters every entry takes: not listed per entry
@@ -139,6 +140,14 @@ def _defenses() -> list[Entry]:
         else:
             out.append(Entry(name, "oracle", "Removes exactly the fake profiles: the upper "
                                              "bound of any detector."))
+    from advrec.defenses.trim import trimmed_fit
+
+    robust = {"trim": (trimmed_fit, "Jagielski et al., S&P 2018 (TRIM), over users; uses the "
+                                    "victim's own fit and loss")}
+    for name in ROBUST_TRAINING:
+        func, note = robust[name]
+        out.append(Entry(name, "robust training", first_line(func),
+                         _signature_params(func, ("fit", "data")), (note,)))
     return out
 
 

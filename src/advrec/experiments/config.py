@@ -34,6 +34,7 @@ from advrec.vocabulary import (
     PERTURBATIONS,
     POISONING_ATTACKS,
     PROTOCOLS,
+    ROBUST_TRAINING,
     SHILLING_ATTACKS,
     SIGNIFICANCE_TESTS,
     SPLITS,
@@ -274,7 +275,8 @@ class ShillingConfig(_Strict):
 class DefenseConfig(_Strict):
     """A detector that removes the profiles it flags before the victim is trained again (see
     `advrec.evaluation.detection.defend`); ``perfect`` removes exactly the fake ones (the upper
-    bound)."""
+    bound); ``trim`` trains the victim by trimmed learning (`advrec.defenses.trim`: ``fraction``
+    of users dropped by loss, at most ``rounds`` refits)."""
 
     detector: str
     train_attacks: list[str] | None = None
@@ -283,6 +285,8 @@ class DefenseConfig(_Strict):
     real_split: float = Field(0.5, gt=0, lt=1)
     k_features: int = Field(10, ge=1)
     features: list[str] | None = None
+    fraction: float = Field(0.05, gt=0, lt=1)  # trim: the share of users dropped
+    rounds: int = Field(3, ge=1)  # trim: refits at most
 
     @model_validator(mode="before")
     @classmethod
@@ -292,7 +296,7 @@ class DefenseConfig(_Strict):
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
-        _require_known(v.lower(), DEFENSES, "detector")
+        _require_known(v.lower(), (*DEFENSES, *ROBUST_TRAINING), "detector")
         return v.lower()
 
     @field_validator("train_attacks")

@@ -12,6 +12,7 @@ from advrec.errors import ConfigError
 from advrec.experiments.cells import Cell, CellResult, ModelJob, Plan
 from advrec.experiments.config import ExperimentConfig, canonical_hash
 from advrec.experiments.scenarios import SCENARIOS
+from advrec.vocabulary import ROBUST_TRAINING
 
 
 class Context:
@@ -170,6 +171,29 @@ class Context:
             self._defended[key] = (filter_profiles(data, flags, drop_from=train.n_users), info)
         return self._defended[key]
 
+    def trimmed(self, job: ModelJob, plan_: Plan, attack: dict[str, Any], defense: dict[str, Any]
+                ) -> tuple[Any, dict, float]:
+        """``job``'s model trained on the poisoned data by trimmed learning (its own fit and
+        loss); (model, detection metrics of the users it left out, seconds of all its fits)."""
+        import numpy as np
+
+        from advrec.defenses.trim import trimmed_fit
+        from advrec.evaluation.detection import detection_metrics
+
+        data, _, _ = self.poisoned(job.seed, attack)
+        n_real = self.parts(job.seed).train.n_users
+        t0 = time.perf_counter()
+        res = trimmed_fit(lambda d: self.train(job, plan_, d, poisoned=True)[0], data,
+                          fraction=defense["fraction"], rounds=defense["rounds"])
+        seconds = time.perf_counter() - t0
+        fake = np.arange(data.n_users) >= n_real
+        active = np.bincount(data.users, minlength=data.n_users) > 0
+        info = detection_metrics(fake[active], res.losses[active], res.flags[active],
+                                 curves=True)  # the loss ranks users as a detector's score
+        info.update(removed_real=int(res.flags[:n_real].sum()), rounds=res.rounds,
+                    converged=res.converged, seconds=seconds)
+        return res.model, info, seconds
+
     def clean_evaluation(self, job: ModelJob, model):
         """The evaluation of ``job``'s clean model (computed once; shilling cells compare to it)."""
         if job.key not in self._clean:
@@ -232,8 +256,10 @@ def check_detectors_have_ratings(ctx: Context) -> None:
             raise ConfigError(f"shilling.{i}.implicit: {entry.implicit} does not fit "
                               f"{ctx.config.data.dataset!r}, whose training data "
                               f"{'has' if rated else 'has no'} ratings; {fix}")
-    detectors = [d.detector for d in ctx.config.defenses if d.detector != "perfect"]
+    detectors = [d.detector for d in ctx.config.defenses
+                 if d.detector != "perfect" and d.detector not in ROBUST_TRAINING]
     if detectors and not rated:
         raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
                           f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
-                          f"data or data.binarize); only 'perfect' works without ratings")
+                          f"data or data.binarize); only 'perfect' and "
+                          f"{', '.join(map(repr, ROBUST_TRAINING))} work without ratings")

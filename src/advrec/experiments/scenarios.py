@@ -22,6 +22,7 @@ from advrec.experiments.config import (
     expand,
     grid_size,
 )
+from advrec.vocabulary import ROBUST_TRAINING
 
 VALUE_KEYS = ("targets",)  # options whose list is one value (a grid only as a list of lists)
 
@@ -207,10 +208,14 @@ class Injection(Scenario):
         parts = ctx.parts(job.seed)
         train = parts.train
         t0 = time.perf_counter()
-        data, detection = ctx.defended(job.seed, attack, cell.defense)
         _, targets, made = ctx.poisoned(job.seed, attack)
-        t_detect = time.perf_counter() - t0
-        poisoned_model, fit_seconds = ctx.train(job, plan, data, poisoned=True)
+        if (cell.defense or {}).get("detector") in ROBUST_TRAINING:
+            t_detect = time.perf_counter() - t0
+            poisoned_model, detection, fit_seconds = ctx.trimmed(job, plan, attack, cell.defense)
+        else:
+            data, detection = ctx.defended(job.seed, attack, cell.defense)
+            t_detect = time.perf_counter() - t0
+            poisoned_model, fit_seconds = ctx.train(job, plan, data, poisoned=True)
         t1 = time.perf_counter()
         evaluator = ctx.evaluator(job.seed)
         result = evaluator.evaluate(poisoned_model)
@@ -295,6 +300,10 @@ def shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
 
 def defense_options(entry: DefenseConfig) -> dict[str, Any]:
     raw = entry.model_dump()
+    if raw["detector"] in ROBUST_TRAINING:  # trimmed learning: only its own options
+        return {k: raw[k] for k in ("detector", "fraction", "rounds")}
+    raw.pop("fraction")
+    raw.pop("rounds")
     if raw["detector"] in ("pca", "rule", "perfect"):  # options of the supervised detectors
         for k in ("train_attacks", "train_sizes", "train_fillers", "features"):
             raw.pop(k)

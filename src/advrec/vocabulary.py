@@ -10,13 +10,14 @@ from __future__ import annotations
 from advrec.metric_names import ALL_METRICS, RANK_METRICS
 
 MODELS = ("itempop", "bprmf", "apr", "userknn", "itemknn", "mf", "cfgan", "irgan", "lightgcn",
-          "neumf", "gmf", "mlp", "multvae", "multdae", "cdae", "acae")
+          "neumf", "gmf", "mlp", "multvae", "multdae", "cdae", "acae", "iautorec", "uautorec")
 PERTURBATIONS = ("fgsm", "random", "pgd")  # attacks on a trained model's parameters
 NORMS = ("l2", "linf")
 TARGET_MODES = ("push", "nuke")  # targeted parameter attacks
 SHILLING_ATTACKS = ("random", "average", "bandwagon", "reverse_bandwagon", "popular",
                     "love_hate", "segment", "perfect_knowledge")
-POISONING_ATTACKS = ("pga", "sgld", "revadv", "influence", "dlattack")  # optimised injection
+POISONING_ATTACKS = ("pga", "sgld", "revadv", "influence", "dlattack",
+                     "aush")  # optimised and generated injection (they take params)
 PROFILE_FILE = "file"  # an injection entry that reads its fake profiles from a file
 INJECTION_ATTACKS = (*SHILLING_ATTACKS, *POISONING_ATTACKS, PROFILE_FILE)
 INTENTS = ("push", "nuke")  # what a shilling attack does to its targets

@@ -33,13 +33,16 @@ __all__ = ["ProfileFile", "attack_class", "injection_attacks", "is_poisoning", "
 
 
 def _poisoning() -> dict[str, type[ShillingAttack]]:
-    """The optimised attacks (imported on first use: they pull in the surrogates' code)."""
+    """The optimised and generated attacks (imported on first use: they pull in torch and the
+    surrogates' code)."""
+    from advrec.attacks.poisoning.aush import AUSHAttack
     from advrec.attacks.poisoning.dlattack import DLAttack
     from advrec.attacks.poisoning.influence import InfluenceAttack
     from advrec.attacks.poisoning.pga import PGAAttack, SGLDAttack
     from advrec.attacks.poisoning.revadv import RevAdvAttack
 
-    found = {c.name: c for c in (PGAAttack, SGLDAttack, RevAdvAttack, InfluenceAttack, DLAttack)}
+    found = {c.name: c for c in (PGAAttack, SGLDAttack, RevAdvAttack, InfluenceAttack, DLAttack,
+                                 AUSHAttack)}
     assert tuple(found) == POISONING_ATTACKS, "vocabulary.POISONING_ATTACKS is out of date"
     return found
 

@@ -76,7 +76,7 @@ def _child(dataset: str, attack: str | None, params: dict, threads: int, out) ->
         else:
             made = make_injection(attack, size=SIZE, device="cpu", implicit=implicit, **params)
         t0 = time.perf_counter()
-        fake = made.generate(train, train.item_ids[targets], seed=0)
+        fake = made.generate(train, targets, seed=0)  # raw ids, as select_targets gives
         seconds = time.perf_counter() - t0
     except AdvrecError as exc:
         out.send({"error": str(exc), "rss_loaded_mib": loaded})

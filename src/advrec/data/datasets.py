@@ -179,6 +179,40 @@ class DatasetInfo:
 
 _ML100K_FOLDS = {f: (f"{f}.base", f"{f}.test") for f in ("u1", "u2", "u3", "u4", "u5", "ua", "ub")}
 
+_SHILLING_ORIGIN = "files from XMUDM/ShillingAttack @ c7311c5 (GPL-3.0)"
+_LEGUP_PROTOCOL = ("predefined per-user 90/10 split (Leg-UP, TNNLS 2022); attack with 50 fake "
+                   "users, 36 fillers; prediction shift and HR@K of each target on the users who "
+                   "have not rated it; candidate targets: "
+                   "advrec.data.shilling_sets.official_targets({name!r}); {fresh} test items "
+                   "are not in train and are kept; item ids are sparse raw ids (max {max_id:,})"
+                   "{note}")
+# Leg-UP's four extra sets: name -> (file prefix, description, licence, test items not in train,
+# largest raw item id, protocol note), as legup-shilling/SOURCE.md records them.
+_LEGUP_SETS = {
+    "appandroid": ("AppAndroid", "Amazon Apps for Android split by the Leg-UP authors: 163,593 "
+                   "ratings 1-5 of 5,880 users on 12,300 apps", "Amazon review data (McAuley et "
+                   "al.): research use", 244, 13_208, ""),
+    "groceryfood": ("GroceryFood", "Amazon Grocery & Gourmet Food split by the Leg-UP authors: "
+                    "55,702 ratings 1-5 of 1,777 users on 7,790 items", "Amazon review data "
+                    "(McAuley et al.): research use", 224, 8_712, ""),
+    "toolhome": ("ToolHome", "Amazon Tools & Home Improvement split by the Leg-UP authors: "
+                 "23,527 ratings 1-5 of 891 users on 7,916 items", "Amazon review data "
+                 "(McAuley et al.): research use", 332, 10_215, ""),
+    "yelp-legup": ("yelp", "Yelp reviews split by the Leg-UP authors (not Yelp2018): 119,237 "
+                   "ratings 1-5 of 2,762 users on 10,477 businesses", "Yelp dataset terms: "
+                   "non-commercial academic use, keep the files inside the project", 206, 11_536,
+                   "; the pair (user 49, item 7615) is in train and in test (5 in both), kept in "
+                   "both"),
+}
+
+
+def _read_shilling(path) -> Interactions:
+    """AUSH / Leg-UP ``*_train.dat`` / ``*_test.dat``: TAB-separated ``user item rating``,
+    ratings written as floats 1.0-5.0, 0-based integer ids kept as the raw ids."""
+    return io.read_delimited(path, ("user", "item", "rating"), sep="\t", rating_scale=(1, 5),
+                             id_type="int")
+
+
 _REGISTRY: dict[str, DatasetSpec] = {}
 
 
@@ -260,6 +294,46 @@ def _register_builtins() -> None:
         files=("ML100K.train", "ML100K.test"), reader=io.read_user_item_rating,
         splits={"default": ("ML100K.train", "ML100K.test")}, default_fold="default",
     ))
+    register(DatasetSpec(
+        name="filmtrust",
+        description="FilmTrust split by the AUSH authors: 28,797 ratings 1-5 of 780 users on "
+                    "721 movies (shilling-attack benchmark)",
+        protocol="predefined per-user ~90/10 hold-out (AUSH, CIKM 2020; Leg-UP); attack with 50 "
+                 "fake users, 36 fillers; prediction shift and HR@K of each official target "
+                 "(advrec.data.shilling_sets.official_targets('filmtrust')) on its target users "
+                 "and on all users who have not rated it; the pair (user 154, item 89) is in "
+                 "train (2) and in test (5), kept in both",
+        licence=f"FilmTrust (Guo, Zhang & Yorke-Smith, IJCAI 2013): research data; "
+                f"{_SHILLING_ORIGIN}; cite Lin et al., CIKM 2020",
+        folder="aush-shilling", files=("filmTrust_train.dat", "filmTrust_test.dat"),
+        reader=_read_shilling, splits={"default": ("filmTrust_train.dat", "filmTrust_test.dat")},
+        default_fold="default", unseen="keep",
+    ))
+    register(DatasetSpec(
+        name="automotive",
+        description="Amazon Automotive (5-core) split by the AUSH authors: 20,473 ratings 1-5 "
+                    "of 2,928 users on 1,835 items (shilling-attack benchmark)",
+        protocol="predefined per-user ~90/10 hold-out (AUSH, CIKM 2020; Leg-UP); attack with 50 "
+                 "fake users, 4 fillers (AUSH); prediction shift and HR@K of each official "
+                 "target (advrec.data.shilling_sets.official_targets('automotive'), AUSH's by "
+                 "default, paper='legup' for Leg-UP's) on its target users and on all users "
+                 "who have not rated it",
+        licence=f"Amazon review data (McAuley et al.): research use; {_SHILLING_ORIGIN}; cite "
+                f"Lin et al., CIKM 2020",
+        folder="aush-shilling", files=("automotive_train.dat", "automotive_test.dat"),
+        reader=_read_shilling,
+        splits={"default": ("automotive_train.dat", "automotive_test.dat")},
+        default_fold="default", unseen="keep",
+    ))
+    for name, (prefix, description, terms, fresh, max_id, note) in _LEGUP_SETS.items():
+        train, test = f"{prefix}_train.dat", f"{prefix}_test.dat"
+        register(DatasetSpec(
+            name=name, description=description,
+            protocol=_LEGUP_PROTOCOL.format(name=name, fresh=fresh, max_id=max_id, note=note),
+            licence=f"{terms}; {_SHILLING_ORIGIN}; cite Lin et al., TNNLS 2022",
+            folder="legup-shilling", files=(train, test), reader=_read_shilling,
+            splits={"default": (train, test)}, default_fold="default", unseen="keep",
+        ))
 
 
 _register_builtins()

@@ -106,4 +106,6 @@ FAST_MODELS: dict[str, dict] = {
     "neumf": dict(mf_dim=3, layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
     "gmf": dict(mf_dim=3, epochs=2, batch_size=64, device="cpu"),
     "mlp": dict(layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
+    "iautorec": dict(n_hidden=4, epochs=2, batch_size=16, device="cpu"),
+    "uautorec": dict(n_hidden=4, epochs=2, batch_size=16, device="cpu"),
 }

@@ -1,6 +1,7 @@
 """Recommenders: the `Recommender` base and the models, with a registry by name."""
 
 from advrec.models.apr import APR
+from advrec.models.autorec import IAutoRec, UAutoRec
 from advrec.models.base import (
     CAPABILITIES,
     Capabilities,
@@ -22,6 +23,6 @@ from advrec.models.neumf import GMF, MLP, NeuMF
 from advrec.models.registry import MODELS, get_model, load_model
 
 __all__ = ["ACAE", "APR", "BPRMF", "CAPABILITIES", "CDAE", "CFGAN", "GMF", "IRGAN", "MF", "MLP",
-           "MODELS", "Capabilities", "ItemKNN", "ItemPop", "LightGCN", "MultDAE", "MultVAE",
-           "NeuMF", "Recommender", "UserKNN", "capability_problems", "check_request",
-           "get_model", "load_model", "resolve_device"]
+           "MODELS", "Capabilities", "IAutoRec", "ItemKNN", "ItemPop", "LightGCN", "MultDAE",
+           "MultVAE", "NeuMF", "Recommender", "UAutoRec", "UserKNN", "capability_problems",
+           "check_request", "get_model", "load_model", "resolve_device"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from advrec.errors import ParamError
 from advrec.models.apr import APR
+from advrec.models.autorec import IAutoRec, UAutoRec
 from advrec.models.base import MODELS, Recommender
 from advrec.models.bprmf import BPRMF
 from advrec.models.cdae import ACAE, CDAE
@@ -23,7 +24,8 @@ from advrec.models.neumf import GMF, MLP, NeuMF
 from advrec.validation import plain
 
 MODELS.update({m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN, IRGAN,
-                                          LightGCN, NeuMF, GMF, MLP, MultVAE, MultDAE, CDAE, ACAE)})
+                                          LightGCN, NeuMF, GMF, MLP, MultVAE, MultDAE, CDAE, ACAE,
+                                          IAutoRec, UAutoRec)})
 
 
 def get_model(name: str) -> type[Recommender]:

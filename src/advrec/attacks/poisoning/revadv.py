@@ -311,7 +311,9 @@ class RevAdvAttack(PoisoningAttack):
     n_batches × batch × n_items`` floats times a constant measured at 6–9 (peak resident memory,
     ``benchmarks/bench_poisoning_synthetic.py``: 0.7 GiB for 100 unrolled full-batch steps on
     1000 × 300, 0.55 GiB for the defaults on ML-100K), so ≈ 10 × 8 × (users + fakes) × items
-    floats with the defaults (ML-1M: ≈ 7 GB); the dense data matrix adds users × items.
+    floats with the defaults, an upper bound: measured on ML-1M-implicit, 1.2 GiB peak at 2, 5
+    and 10 unrolled epochs alike (``benchmarks/bench_poisoning_cost.py``); the dense data matrix
+    adds users × items.
     ``device``: where all of it runs (None: CUDA when available). On CUDA the scatter-adds of
     the mini-batch gradients are not bit-deterministic; on the CPU the same seed gives the same
     profiles.

@@ -145,7 +145,9 @@ class DatasetSpec:
     """How one named data set is stored (``folder``/``files``) and read (``reader``).
 
     ``all_file`` holds every interaction; ``splits`` maps a fold name to its (train, test) files;
-    ``unseen`` is the default policy for test users/items absent from training (see read_split).
+    ``unseen`` is the default policy for test users/items absent from training (see read_split);
+    ``drop_train_pairs_from_test``: test rows whose (user, item) pair is also in the training file
+    are left out of the split (the evaluator refuses such leakage; ``load`` keeps every row).
     """
 
     name: str
@@ -160,6 +162,7 @@ class DatasetSpec:
     default_fold: str | None = None
     unseen: str = "error"
     remote: RemoteSource | None = None
+    drop_train_pairs_from_test: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,8 +204,8 @@ _LEGUP_SETS = {
     "yelp-legup": ("yelp", "Yelp reviews split by the Leg-UP authors (not Yelp2018): 119,237 "
                    "ratings 1-5 of 2,762 users on 10,477 businesses", "Yelp dataset terms: "
                    "non-commercial academic use, keep the files inside the project", 206, 11_536,
-                   "; the pair (user 49, item 7615) is in train and in test (5 in both), kept in "
-                   "both"),
+                   "; the pair (user 49, item 7615) is in train and in test (5 in both): kept in "
+                   "train, left out of the split's test"),
 }
 
 
@@ -302,12 +305,12 @@ def _register_builtins() -> None:
                  "fake users, 36 fillers; prediction shift and HR@K of each official target "
                  "(advrec.data.shilling_sets.official_targets('filmtrust')) on its target users "
                  "and on all users who have not rated it; the pair (user 154, item 89) is in "
-                 "train (2) and in test (5), kept in both",
+                 "train (2) and in test (5): kept in train, left out of the split's test",
         licence=f"FilmTrust (Guo, Zhang & Yorke-Smith, IJCAI 2013): research data; "
                 f"{_SHILLING_ORIGIN}; cite Lin et al., CIKM 2020",
         folder="aush-shilling", files=("filmTrust_train.dat", "filmTrust_test.dat"),
         reader=_read_shilling, splits={"default": ("filmTrust_train.dat", "filmTrust_test.dat")},
-        default_fold="default", unseen="keep",
+        default_fold="default", unseen="keep", drop_train_pairs_from_test=True,
     ))
     register(DatasetSpec(
         name="automotive",
@@ -323,7 +326,7 @@ def _register_builtins() -> None:
         folder="aush-shilling", files=("automotive_train.dat", "automotive_test.dat"),
         reader=_read_shilling,
         splits={"default": ("automotive_train.dat", "automotive_test.dat")},
-        default_fold="default", unseen="keep",
+        default_fold="default", unseen="keep", drop_train_pairs_from_test=True,
     ))
     for name, (prefix, description, terms, fresh, max_id, note) in _LEGUP_SETS.items():
         train, test = f"{prefix}_train.dat", f"{prefix}_test.dat"
@@ -333,6 +336,7 @@ def _register_builtins() -> None:
             licence=f"{terms}; {_SHILLING_ORIGIN}; cite Lin et al., TNNLS 2022",
             folder="legup-shilling", files=(train, test), reader=_read_shilling,
             splits={"default": (train, test)}, default_fold="default", unseen="keep",
+            drop_train_pairs_from_test=True,
         ))
 
 
@@ -501,6 +505,12 @@ def _read_fold(spec: DatasetSpec, folder: Path, fold: str | None,
     train_file, test_file = spec.splits[fold]
     train, test = io.read_split(folder / train_file, folder / test_file, reader=spec.reader,
                                 unseen=spec.unseen if unseen is None else unseen)
+    if spec.drop_train_pairs_from_test:
+        import numpy as np
+
+        in_train = np.isin(test.users.astype(np.int64) * test.n_items + test.items,
+                           train.users.astype(np.int64) * train.n_items + train.items)
+        test = test.subset(~in_train)
     suffix = "" if fold == "default" else f"/{fold}"
     return (_renamed(train, f"{spec.name}{suffix}/train"),
             _renamed(test, f"{spec.name}{suffix}/test"))

@@ -83,7 +83,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advrec._lazy import lazy
-from advrec.attacks.poisoning.base import observed_data, torch_seed
+from advrec.attacks.poisoning.base import average_profile_length, observed_data, torch_seed
 from advrec.attacks.shilling import RatingScale, ShillingAttack, _Context, resolve_items
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError, ParamError
@@ -481,8 +481,7 @@ class AUSHAttack(ShillingAttack):
     def n_filler(self, data: Interactions) -> int:
         if self.filler is not None:
             return super().n_filler(data)
-        counts = data.user_counts[data.active_users]
-        return max(0, int(round(float(counts.mean()))))
+        return average_profile_length(data)
 
     def selected_items(self, data: Interactions, targets) -> np.ndarray:
         """The selected items (internal ids, ascending) for ``targets`` (raw ids) on ``data``."""

@@ -34,7 +34,14 @@ from advrec.errors import ConfigError, DataError
 torch = lazy("torch")
 
 __all__ = ["PoisoningAttack", "dense_rows", "observed_data", "project_profiles",
-           "torch_seed"]
+           "torch_seed", "average_profile_length"]
+
+
+def average_profile_length(data: Interactions) -> int:
+    """A real user's average number of interactions (the equal-budget profile length of the
+    optimised and generated attacks, targets included)."""
+    counts = data.user_counts[data.active_users]
+    return max(0, int(round(float(counts.mean()))))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,8 +105,7 @@ class PoisoningAttack(ShillingAttack):
     def n_filler(self, data: Interactions) -> int:
         if self.filler is not None:
             return super().n_filler(data)
-        counts = data.user_counts[data.active_users]
-        return max(0, int(round(float(counts.mean()))))
+        return average_profile_length(data)
 
     def profile_length(self, data: Interactions, n_targets: int) -> int:
         """Items per fake profile, targets included: ``n_filler`` when ``filler`` is None (an

@@ -404,7 +404,9 @@ def test_cdae_beats_itempop_and_acae_against_fgsm(data_dir):
     """The paper's protocol on movielens-500: pre-train CDAE, then train on for 20 epochs either
     plainly or adversarially (ACAE with the same corruption, so that the adversarial term is the
     only difference), and attack each with FGSM and with random noise of the same size (ε = 1
-    per row of every block). Only what holds is asserted; the numbers are in the report."""
+    per row of every block). Only what holds is asserted; the numbers are in the report. The
+    assertions hold under both numpy/torch SIMD builds (AVX2 and AVX-512), whose float differences
+    change the trained model."""
     from advrec.data.datasets import load_split
     from advrec.evaluation import Evaluator
 
@@ -425,8 +427,13 @@ def test_cdae_beats_itempop_and_acae_against_fgsm(data_dir):
     print("itempop", pop)
     for name, r in results.items():
         print(name, {k: (round(v["hr@10"], 3), round(v["ndcg@10"], 4)) for k, v in r.items()})
+    # random noise's damage is a random variable (one draw's nDCG@10 spans 0.024-0.033 here):
+    # FGSM is compared with its mean over 5 draws, not with one draw
+    noise = [ev.evaluate(perturbed_scorer(cdae, random_perturbation(cdae, 1.0, seed=s))).summary
+             for s in range(5)]
     for metric in ("hr@10", "ndcg@10"):
         assert results["cdae"]["clean"][metric] > 1.5 * pop[metric], (results, pop)
         assert results["acae+20"]["clean"][metric] > 1.5 * pop[metric], (results, pop)
         # FGSM finds a worse direction than random noise of the same size
-        assert results["cdae"]["fgsm"][metric] < results["cdae"]["random"][metric], results
+        random_mean = np.mean([r[metric] for r in noise])
+        assert results["cdae"]["fgsm"][metric] < random_mean, (results, random_mean)

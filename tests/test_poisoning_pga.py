@@ -225,7 +225,8 @@ def test_sgld_profiles_look_more_like_real_users_than_pga(data):
 def test_ml100k_availability_and_integrity(data_dir):
     """ML-100K u1, 3 % fake users: PGA's availability profiles move the victim's (ALS MF)
     predictions on the unrated entries more than random/average ones and raise its test RMSE
-    above random's; PGA's integrity profiles lift the targets more than the average attack."""
+    above the clean model's; PGA's integrity profiles lift the targets more than the average
+    attack."""
     from advrec.attacks.shilling import make_attack, select_targets
     from advrec.data.datasets import load_split
     from advrec.evaluation.shilling import measure_targets, rating_errors
@@ -248,7 +249,9 @@ def test_ml100k_availability_and_integrity(data_dir):
         shift = ((model.score(users).double().numpy() - base) ** 2)[~seen].mean()
         out[name] = (shift, rating_errors(model, test)["rmse"])
     assert out["pga"][0] > out["random"][0] and out["pga"][0] > out["average"][0]
-    assert out["pga"][1] > out["random"][1] > rating_errors(clean, test)["rmse"]
+    assert out["pga"][1] > rating_errors(clean, test)["rmse"]
+    # PGA's test RMSE against random's is not asserted: the two are within 3e-5 and their order
+    # changes with the profiles' draw (docs/poisoning.md, "availability")
 
     targets = select_targets(train, 3, "quantile", seed=0)
     t = train.item_index(targets)

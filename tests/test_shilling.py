@@ -7,6 +7,10 @@ the literature that do NOT hold for advrec's UserKNN/ItemKNN).
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -169,6 +173,35 @@ def test_seeded(train, targets):
         assert np.array_equal(x.items, y.items) and np.array_equal(x.ratings, y.ratings)
         if name != "popular":  # the popular attack is deterministic
             assert not (np.array_equal(x.items, z.items) and np.array_equal(x.ratings, z.ratings))
+
+
+_PROFILE_DIGEST = """
+import hashlib, sys
+import numpy as np
+from advrec.attacks.shilling import ATTACKS, make_attack, select_targets
+from advrec.data.datasets import load_split
+train, _ = load_split("ml-100k", fold="u1", root=sys.argv[1])
+t = select_targets(train, 3, "quantile", seed=0)
+h = hashlib.sha256()
+for name in sorted(ATTACKS):
+    fake = make_attack(name, size=0.05, filler=0.03).generate(train, t, seed=3)
+    h.update(fake.items.tobytes()); h.update(fake.ratings.tobytes())
+print(h.hexdigest())
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 SIMD builds")
+def test_profiles_do_not_depend_on_numpys_simd_build(data_dir):
+    """The same seed draws the same profiles whether numpy dispatches AVX-512 or AVX2 kernels
+    (argpartition orders its output differently under each: a fresh CI machine drew other
+    profiles than the one that pinned the preset numbers)."""
+    digests = set()
+    for disabled in ("", "X86_V4,AVX512_ICL"):
+        env = dict(os.environ, NPY_DISABLE_CPU_FEATURES=disabled)
+        run = subprocess.run([sys.executable, "-c", _PROFILE_DIGEST, str(data_dir)], env=env,
+                             capture_output=True, text=True, check=True)
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1
 
 
 @pytest.mark.filterwarnings("ignore:attack size")

@@ -30,6 +30,7 @@ import numpy as np
 
 from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
+from advrec.data.sampling import smallest_keys
 from advrec.errors import ConfigError, DataError
 from advrec.vocabulary import INTENTS, TARGET_STRATEGIES
 
@@ -61,7 +62,7 @@ __all__ = [
 SIZE_WARNING = 0.3
 """Attack sizes above this fraction of real users trigger a warning (1–15 % is the usual range)."""
 FAKE_PREFIX = "fake"
-_CHUNK_CELLS = 1 << 23  # random keys per filler-sampling chunk (32 MiB of float32)
+_CHUNK_CELLS = 1 << 22  # random keys per filler-sampling chunk (32 MiB of float64)
 
 
 # ----------------------------------------------------------------------------- scale and items
@@ -187,9 +188,10 @@ def _sample_rows(rng: np.random.Generator, pool: np.ndarray, n_rows: int, k: int
     step = max(1, _CHUNK_CELLS // len(pool))
     for lo in range(0, n_rows, step):
         hi = min(lo + step, n_rows)
-        keys = rng.random((hi - lo, len(pool)), dtype=np.float32)
-        out[lo:hi] = pool[np.argpartition(keys, k - 1, axis=1)[:, :k]]
+        keys = rng.random((hi - lo, len(pool)))  # float64: no tie at the k-th key in practice
+        out[lo:hi] = pool[smallest_keys(keys, k)]
     return out
+
 
 
 # ----------------------------------------------------------------------------- base class

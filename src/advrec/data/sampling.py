@@ -325,3 +325,12 @@ class PointwiseSampler:
         for start in range(0, len(users), batch_size):
             stop = start + batch_size
             yield users[start:stop], items[start:stop], labels[start:stop]
+
+
+def smallest_keys(keys: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's ``k`` smallest keys, ascending (a row's uniform k-subset).
+
+    ``argpartition`` leaves the k in an order that differs between numpy's SIMD builds (AVX2 and
+    AVX-512 give different ones), so they are sorted: the same seed gives the same subsets on
+    every machine."""
+    return np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1)

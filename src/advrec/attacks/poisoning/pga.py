@@ -64,6 +64,7 @@ from advrec._lazy import lazy
 from advrec.attacks.poisoning.base import PoisoningAttack, observed_data, torch_seed
 from advrec.attacks.shilling import _Context, resolve_items
 from advrec.data.interactions import Interactions
+from advrec.data.sampling import smallest_keys
 from advrec.errors import ConfigError, DataError
 from advrec.models.base import resolve_device
 from advrec.validation import check_choice, check_float, check_int
@@ -316,7 +317,7 @@ class _FactorizationPoisoning(PoisoningAttack):
             raise ConfigError(f"filler: a profile of {length} items needs {k} items besides the "
                               f"targets; the observed data has {len(pool)}")
         keys = ctx.rng.random((n_fake, len(pool)))
-        fill = pool[np.argpartition(keys, k - 1, axis=1)[:, :k]] if k else \
+        fill = pool[smallest_keys(keys, k)] if k else \
             np.empty((n_fake, 0), np.int64)
         start = ctx.rng.normal(xi[fill], sigma[fill])
         lo, hi = ctx.scale.low, ctx.scale.high

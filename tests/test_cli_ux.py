@@ -199,7 +199,7 @@ def test_print_table_with_a_long_label_fits_80_columns(narrow):
 LISTED = {
     "models": V.MODELS,
     "attacks": (*V.PERTURBATIONS, *V.INJECTION_ATTACKS),
-    "defenses": (*V.DEFENSES, *V.ROBUST_TRAINING),
+    "defenses": (*V.DEFENSES, *V.ROBUST_TRAINING, *V.CERTIFIED),
     "metrics": V.ALL_METRICS,
 }
 

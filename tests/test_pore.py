@@ -399,3 +399,62 @@ def test_ml100k_u1_ensemble_beats_itempop_and_certifies_within_its_hits(u1):
     assert every.precision[0] > 0.0
     assert np.all(every.certified[:, 0] <= every.hits)
     assert every.precision[0] <= every.clean["precision@10"]
+
+
+# ----------------------------------------------------------------------------- experiments
+PORE_RAW = {
+    "name": "pore",
+    "data": {"dataset": "ml-100k", "fold": "u1"},
+    "models": [{"name": "itempop"}],
+    "shilling": [{"attack": "average", "size": 0.03, "filler": 40, "n_targets": 2}],
+    "defenses": [{"detector": "pore", "params": {"T": 200, "recommend_to": "all"},
+                  "max_fake": 6}],
+    "evaluation": {"ks": [10], "metrics": ["hr"]},
+    "seeds": [0],
+}
+
+
+@pytest.mark.slow
+def test_pore_defence_in_an_experiment_records_the_clean_certificate(data_dir, tmp_path):
+    from advrec.experiments.config import parse_config
+    from advrec.experiments.report import write_report
+    from advrec.experiments.runner import run_experiment
+    from advrec.experiments.store import ResultsStore
+
+    config = parse_config(PORE_RAW).model_copy(update={"output": str(tmp_path)})
+    run_experiment(config, progress=False)
+    with ResultsStore(tmp_path, read_only=True) as store:
+        rows = store.rows(per_user=False)
+    (cell,) = [r for r in rows if r["defense"] == "pore"]
+    cert = cell["measures"]["certificate"]
+    train, test = load_split("ml-100k", fold="u1", root=data_dir)
+    direct = PORE(T=200, recommend_to="all", seed=0).fit(train).certify(test, max_fake=6)
+    assert cert["e"] == list(range(7)) and cert["T"] == 200 and cert["s"] == 200
+    assert cert["certified_hr"] == pytest.approx(direct.hit_ratio.tolist())
+    assert cert["certified_precision"] == pytest.approx(direct.precision.tolist())
+    assert np.all(np.diff(cert["certified_hr"]) <= 0) and cert["certified_hr"][0] > 0.3
+    # the defended cell is PORE trained on the poisoned data: its test HR is PORE's, not
+    # ItemPop's (the undefended cell's)
+    undefended = [r for r in rows if r["scenario"] == "shilling" and r["defense"] == "none"]
+    assert cell["metrics"]["hr@10"] != undefended[0]["metrics"]["hr@10"]
+    html = write_report(tmp_path).read_text()
+    assert 'id="shill-pore"' in html and "certified HR e=6" in html
+
+
+def test_pore_defence_options_are_checked():
+    from advrec.errors import ConfigError
+    from advrec.experiments.config import parse_config
+
+    def parse(defense):
+        return parse_config({**PORE_RAW, "defenses": [defense]})
+
+    with pytest.raises(ConfigError, match=r"defenses\.0.*unknown PORE parameter.*'t'"):
+        parse({"detector": "pore", "params": {"t": 10}})
+    with pytest.raises(ConfigError, match=r"defenses\.0.*params\.seed"):
+        parse({"detector": "pore", "params": {"seed": 1}})
+    with pytest.raises(ConfigError, match=r"defenses\.0.*T"):
+        parse({"detector": "pore", "params": {"T": 0}})
+    with pytest.raises(ConfigError, match=r"defenses\.0.*only 'pore' take params"):
+        parse({"detector": "svm", "params": {"T": 10}})
+    with pytest.raises(ConfigError, match=r"defenses\.0\.max_fake"):
+        parse({"detector": "pore", "max_fake": -1})

@@ -26,6 +26,7 @@ CLASSIFIERS = ("svm", "knn", "forest")  # supervised fake-profile detectors
 DETECTORS = (*CLASSIFIERS, "pca", "rule")
 DEFENSES = (*DETECTORS, "perfect")  # "perfect" removes exactly the fake profiles (upper bound)
 ROBUST_TRAINING = ("trim",)  # defences that change how the victim is trained, not the data
+CERTIFIED = ("pore",)  # defences that replace the victim by a certifiably robust ensemble
 FORMATS = ("ml-100k", "ml-1m", "ratings-csv", "delimited", "lightgcn", "cfgan")
 SPLITS = ("auto", "predefined", "leave-one-out", "holdout", "temporal")
 VALIDATION_SPLITS = ("none", "leave-one-out", "holdout")
@@ -35,8 +36,8 @@ SIGNIFICANCE_TESTS = ("ttest", "wilcoxon")
 EXECUTORS = ("local", "ray")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 
-__all__ = ["ALL_METRICS", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS", "FORMATS",
-           "INJECTION_ATTACKS", "INTENTS", "MODELS", "NORMS", "OPTIMIZERS",
+__all__ = ["ALL_METRICS", "CERTIFIED", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS",
+           "FORMATS", "INJECTION_ATTACKS", "INTENTS", "MODELS", "NORMS", "OPTIMIZERS",
            "PERTURBATIONS", "POISONING_ATTACKS", "PROFILE_FILE", "PROTOCOLS",
            "RANK_METRICS", "ROBUST_TRAINING", "SHILLING_ATTACKS", "SIGNIFICANCE_TESTS", "SPLITS",
            "TARGET_MODES", "TARGET_STRATEGIES", "UNSEEN", "VALIDATION_SPLITS"]

@@ -47,6 +47,7 @@ import numpy as np
 
 from advrec._lazy import lazy
 from advrec.data.interactions import Interactions
+from advrec.data.sampling import smallest_keys
 from advrec.errors import DataError, ParamError
 from advrec.models.base import (
     SEED,
@@ -455,6 +456,11 @@ class Certificate:
         return (self.certified / self.n_relevant[:, None]).mean(0)
 
     @property
+    def hit_ratio(self) -> np.ndarray:
+        """Certified hit ratio@N per e: the share of users with at least one certified hit."""
+        return (self.certified > 0).mean(0)
+
+    @property
     def clean(self) -> dict[str, float]:
         """The ensemble's empirical precision, recall and hit ratio at N, with no attack."""
         return {f"precision@{self.N}": float((self.hits / self.N).mean()),
@@ -574,7 +580,7 @@ class PORE(Recommender):
             k = min(chunk, self.T - start)
             # uniform s-subsets without replacement: the s smallest of n uniform keys
             keys = rng.random((k, n))
-            samples = np.sort(np.argpartition(keys, self.s - 1, axis=1)[:, :self.s], axis=1)
+            samples = smallest_keys(keys, self.s)
             if sar:
                 sar_recommend(train, samples, self.n_prime, counts,
                               similarity=params["similarity"],

@@ -12,7 +12,7 @@ from typing import Any
 
 from advrec.errors import ParamError
 from advrec.validation import plain
-from advrec.vocabulary import ROBUST_TRAINING
+from advrec.vocabulary import CERTIFIED, ROBUST_TRAINING
 
 KINDS = ("models", "attacks", "defenses", "metrics", "datasets")
 SKIPPED = ("self", "seed", "device")  # parameters every entry takes: not listed per entry
@@ -149,6 +149,14 @@ def _defenses() -> list[Entry]:
         func, note = robust[name]
         out.append(Entry(name, "robust training", first_line(func),
                          _signature_params(func, ("fit", "data")), (note,)))
+    from advrec.defenses.pore import PORE
+
+    for name in CERTIFIED:
+        out.append(Entry(name, "certified ensemble", first_line(PORE),
+                         {**_signature_params(PORE.__init__, ("seed",)), "max_fake": 50},
+                         ("Jia et al., USENIX Security 2023; replaces the victim by the "
+                          "ensemble of its base recommender (SAR by default); experiment "
+                          "files: params (these) and max_fake",)))
     return out
 
 

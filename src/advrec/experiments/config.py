@@ -26,6 +26,7 @@ from advrec.errors import AdvrecError, ConfigError
 from advrec.validation import plain
 from advrec.vocabulary import (
     ALL_METRICS,
+    CERTIFIED,
     DEFENSES,
     EXECUTORS,
     INJECTION_ATTACKS,
@@ -276,7 +277,9 @@ class DefenseConfig(_Strict):
     """A detector that removes the profiles it flags before the victim is trained again (see
     `advrec.evaluation.detection.defend`); ``perfect`` removes exactly the fake ones (the upper
     bound); ``trim`` trains the victim by trimmed learning (`advrec.defenses.trim`: ``fraction``
-    of users dropped by loss, at most ``rounds`` refits)."""
+    of users dropped by loss, at most ``rounds`` refits); ``pore`` replaces the victim by the
+    PORE ensemble (`advrec.defenses.pore.PORE`, its hyper-parameters in ``params``; the cell's
+    seed seeds it) and records its certificate for up to ``max_fake`` fake users."""
 
     detector: str
     train_attacks: list[str] | None = None
@@ -287,6 +290,8 @@ class DefenseConfig(_Strict):
     features: list[str] | None = None
     fraction: float = Field(0.05, gt=0, lt=1)  # trim: the share of users dropped
     rounds: int = Field(3, ge=1)  # trim: refits at most
+    params: dict[str, Any] = Field(default_factory=dict)  # pore: PORE's hyper-parameters
+    max_fake: int = Field(50, ge=0)  # pore: the certificate's largest number of fake users
 
     @model_validator(mode="before")
     @classmethod
@@ -296,8 +301,29 @@ class DefenseConfig(_Strict):
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
-        _require_known(v.lower(), (*DEFENSES, *ROBUST_TRAINING), "detector")
+        _require_known(v.lower(), (*DEFENSES, *ROBUST_TRAINING, *CERTIFIED), "detector")
         return v.lower()
+
+    @model_validator(mode="after")
+    def _certified_params(self) -> DefenseConfig:
+        if self.params and self.detector not in CERTIFIED:
+            raise ValueError(f"params: only {', '.join(map(repr, CERTIFIED))} take params, "
+                             f"not {self.detector!r}")
+        if self.detector in CERTIFIED:
+            from advrec.defenses.pore import PORE
+
+            if "seed" in self.params:
+                raise ValueError("params.seed: the cell's seed seeds the ensemble; set seeds "
+                                 "at the top of the file")
+            unknown = sorted(set(self.params) - set(PORE._param_names()))
+            if unknown:
+                raise ValueError(f"params: unknown PORE parameter(s) {unknown}; allowed: "
+                                 f"{', '.join(n for n in PORE._param_names() if n != 'seed')}")
+            try:
+                PORE(**self.params).validate_params()
+            except AdvrecError as exc:
+                raise ValueError(f"params: {exc}") from None
+        return self
 
     @field_validator("train_attacks")
     @classmethod

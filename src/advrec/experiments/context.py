@@ -12,7 +12,7 @@ from advrec.errors import ConfigError
 from advrec.experiments.cells import Cell, CellResult, ModelJob, Plan
 from advrec.experiments.config import ExperimentConfig, canonical_hash
 from advrec.experiments.scenarios import SCENARIOS
-from advrec.vocabulary import ROBUST_TRAINING
+from advrec.vocabulary import CERTIFIED, ROBUST_TRAINING
 
 
 class Context:
@@ -32,6 +32,7 @@ class Context:
         self.fit_progress: bool | None = False  # the models' epoch progress (runner sets it)
         self._clean: dict[str, Any] = {}
         self._clean_targets: dict[str, Any] = {}
+        self._certificates: dict[str, dict] = {}  # PORE's clean certificate, per seed × options
         self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
         self._prepare = prepare
 
@@ -194,6 +195,37 @@ class Context:
                     converged=res.converged, seconds=seconds)
         return res.model, info, seconds
 
+    def _pore(self, seed: int, defense: dict[str, Any]):
+        from advrec.defenses.pore import PORE
+
+        params = {**defense.get("params", {}), "seed": seed}
+        params.setdefault("device", self.config.device)
+        return PORE(**params)
+
+    def certified(self, job: ModelJob, attack: dict[str, Any], defense: dict[str, Any]
+                  ) -> tuple[Any, float]:
+        """The PORE ensemble (its own base recommender, SAR unless ``params.base`` names
+        another) fitted on the poisoned data in place of ``job``'s model; (model, seconds)."""
+        data, _, _ = self.poisoned(job.seed, attack)
+        t0 = time.perf_counter()
+        model = self._pore(job.seed, defense).fit(data)
+        return model, time.perf_counter() - t0
+
+    def clean_certificate(self, seed: int, defense: dict[str, Any]) -> dict[str, Any]:
+        """PORE fitted on the clean training data and certified on the test users for 0 to
+        ``max_fake`` fake users (the paper's setting): e, certified precision, recall and hit
+        ratio at N per e, and the ensemble's clean metrics. Once per seed and options."""
+        key = canonical_hash({"seed": seed, "pore": defense})
+        if key not in self._certificates:
+            parts = self.parts(seed)
+            t0 = time.perf_counter()
+            model = self._pore(seed, defense).fit(parts.train)
+            cert = model.certify(parts.test, max_fake=defense["max_fake"])
+            self._certificates[key] = {**cert.to_dict(), "certified_hr": cert.hit_ratio.tolist(),
+                                "T": model.T, "s": model.s, "base": model.base,
+                                "seconds": time.perf_counter() - t0}
+        return self._certificates[key]
+
     def clean_evaluation(self, job: ModelJob, model):
         """The evaluation of ``job``'s clean model (computed once; shilling cells compare to it)."""
         if job.key not in self._clean:
@@ -257,9 +289,10 @@ def check_detectors_have_ratings(ctx: Context) -> None:
                               f"{ctx.config.data.dataset!r}, whose training data "
                               f"{'has' if rated else 'has no'} ratings; {fix}")
     detectors = [d.detector for d in ctx.config.defenses
-                 if d.detector != "perfect" and d.detector not in ROBUST_TRAINING]
+                 if d.detector != "perfect" and d.detector not in (*ROBUST_TRAINING, *CERTIFIED)]
     if detectors and not rated:
         raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
                           f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
                           f"data or data.binarize); only 'perfect' and "
-                          f"{', '.join(map(repr, ROBUST_TRAINING))} work without ratings")
+                          f"{', '.join(map(repr, (*ROBUST_TRAINING, *CERTIFIED)))} work without "
+                          f"ratings")

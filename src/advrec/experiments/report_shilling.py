@@ -121,6 +121,9 @@ def shilling_section(data: ReportData, cells: list[Group]) -> Section:
     budget = budget_figure(groups, target_ks(groups))
     if budget:
         parts += tag("h3", "Target hit ratio against the attack budget") + budget
+    certified = certificate_figure(groups)
+    if certified:
+        parts += tag("h3", "Certified robustness (PORE)") + certified
     curves = detection_curves(groups)
     figures = [curve_figure(curves, "roc"), curve_figure(curves, "pr")]
     figures = [f for f in figures if f]
@@ -325,6 +328,56 @@ def budget_figure(groups: list[ShillingGroup], ks: list[int]) -> str:
                f"against the attack size (no defence; means over seeds); dashed: the clean "
                f"model")
     return figure_html(fig, caption, "shill-budget", wide=True)
+
+
+def certificates(groups: list[ShillingGroup]) -> dict[str, list[dict]]:
+    """The PORE certificates of the ``pore``-defended cells, one per seed, by ensemble
+    (base, s, T, N); each was computed on the clean training data, so every attack's cell of a
+    seed holds the same one."""
+    found: dict[str, dict[int, dict]] = {}
+    for s in groups:
+        for r in s.group.rows:
+            cert = (r.get("measures") or {}).get("certificate")
+            if cert:
+                label = f"PORE({cert['base']}, s={cert['s']}, T={cert['T']}) @{cert['N']}"
+                found.setdefault(label, {}).setdefault(r["seed"], cert)
+    return {label: [per[seed] for seed in sorted(per)] for label, per in found.items()}
+
+
+def certificate_figure(groups: list[ShillingGroup]) -> str:
+    """PORE's certified hit ratio and precision at N against the number of fake users e (means
+    over seeds), with the ensemble's clean (empirical) values at e = 0 as dotted lines."""
+    found = certificates(groups)
+    if not found:
+        return ""
+    fig, axes = panel_grid(2, 2, (4.2, 3.5))
+    max_e = min(len(c[0]["e"]) for c in found.values()) - 1
+    columns = sorted({j for j in (0, 1, 5, 10, max_e) if j <= max_e})
+    rows = []
+    for i, (label, certs) in enumerate(found.items()):
+        e = certs[0]["e"]
+        n = certs[0]["N"]
+        for ax, key, clean_key, name in ((axes[0], "certified_hr", f"hr@{n}", "hit ratio"),
+                                         (axes[1], "certified_precision", f"precision@{n}",
+                                          "precision")):
+            y = [sum(c[key][j] for c in certs) / len(certs) for j in range(len(e))]
+            ax.plot(e, y, linewidth=1.4, color=f"C{i % 10}", label=label)
+            clean = sum(c["clean"][clean_key] for c in certs) / len(certs)
+            ax.axhline(clean, color=f"C{i % 10}", linestyle=":", linewidth=1)
+            ax.set(xlabel="fake users e", ylabel=f"certified {name}@{n}")
+        hr = [sum(c["certified_hr"][j] for c in certs) / len(certs) for j in range(len(e))]
+        clean_hr = sum(c["clean"][f"hr@{n}"] for c in certs) / len(certs)
+        rows.append([esc(x) for x in (label, len(certs), fmt_num(clean_hr, 3),
+                                      *(fmt_num(hr[j], 3) for j in columns if j < len(hr)))])
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    caption = ("PORE (Jia et al., USENIX Security 2023) trained on the clean data: the share of "
+               "test users with at least one certified hit in their top N (left) and the "
+               "certified precision@N (right), guaranteed against any e fake users; dotted: the "
+               "ensemble's empirical clean values (means over seeds)")
+    head = ["ensemble", "seeds", "clean HR", *(f"certified HR e={j}" for j in columns)]
+    return figure_html(fig, caption, "shill-pore", wide=True) + table(head, rows)
 
 
 def panel_grid(n: int, columns: int, size: tuple[float, float]):

@@ -22,7 +22,7 @@ from advrec.experiments.config import (
     expand,
     grid_size,
 )
-from advrec.vocabulary import ROBUST_TRAINING
+from advrec.vocabulary import CERTIFIED, ROBUST_TRAINING
 
 VALUE_KEYS = ("targets",)  # options whose list is one value (a grid only as a list of lists)
 
@@ -209,9 +209,14 @@ class Injection(Scenario):
         train = parts.train
         t0 = time.perf_counter()
         _, targets, made = ctx.poisoned(job.seed, attack)
+        certificate = None
         if (cell.defense or {}).get("detector") in ROBUST_TRAINING:
             t_detect = time.perf_counter() - t0
             poisoned_model, detection, fit_seconds = ctx.trimmed(job, plan, attack, cell.defense)
+        elif (cell.defense or {}).get("detector") in CERTIFIED:
+            t_detect, detection = time.perf_counter() - t0, None
+            poisoned_model, fit_seconds = ctx.certified(job, attack, cell.defense)
+            certificate = ctx.clean_certificate(job.seed, cell.defense)
         else:
             data, detection = ctx.defended(job.seed, attack, cell.defense)
             t_detect = time.perf_counter() - t0
@@ -248,7 +253,8 @@ class Injection(Scenario):
                                    "evaluate_seconds": time.perf_counter() - t1},
                           defense=defense, detection=detection,
                           measures={**impact.row(), "profiles": _relative(
-                              ctx.profiles_path(job.seed, attack), ctx.output)},
+                              ctx.profiles_path(job.seed, attack), ctx.output),
+                              **({"certificate": certificate} if certificate else {})},
                           per_user={"targets": target_block(after, ks)})
 
 
@@ -302,8 +308,10 @@ def defense_options(entry: DefenseConfig) -> dict[str, Any]:
     raw = entry.model_dump()
     if raw["detector"] in ROBUST_TRAINING:  # trimmed learning: only its own options
         return {k: raw[k] for k in ("detector", "fraction", "rounds")}
-    raw.pop("fraction")
-    raw.pop("rounds")
+    if raw["detector"] in CERTIFIED:  # the certified ensemble: its parameters
+        return {k: raw[k] for k in ("detector", "params", "max_fake")}
+    for k in ("fraction", "rounds", "params", "max_fake"):
+        raw.pop(k)
     if raw["detector"] in ("pca", "rule", "perfect"):  # options of the supervised detectors
         for k in ("train_attacks", "train_sizes", "train_fillers", "features"):
             raw.pop(k)

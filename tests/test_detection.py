@@ -343,3 +343,34 @@ def test_filtering_restores_targets_and_keeps_accuracy(study):
         # HR@10 varies by ±0.015 from seed to seed; the filtered id space draws other values)
         assert abs(r["hr@10_filtered"] - r["hr@10_clean"]) <= 0.05
         assert abs(r["ndcg@10_filtered"] - r["ndcg@10_clean"]) <= 0.015, r
+
+
+@pytest.mark.slow
+def test_supervised_detectors_learn_generated_profiles_but_never_the_held_out_type(data_dir):
+    """train_attacks may name a generated attack (AUSH): the detector's training copy is made by
+    that attack itself; when AUSH is the attack tested, it is left out (no leak)."""
+    from advrec.attacks.injection import make_injection
+    from advrec.data.datasets import load_split
+    from advrec.evaluation.detection import defend
+
+    train, _ = load_split("filmtrust", root=data_dir)
+    made = make_injection("average", size=0.05, filler=0.03)
+    poisoned = train.concat(made.generate(train, [5], seed=0))
+    cache: dict = {}
+    flags, info = defend(train, poisoned, "svm", "average", [5], train_attacks=["aush", "random"],
+                         train_sizes=(0.03,), train_fillers=(0.03,), seed=0, cache=cache)
+    kinds = sorted(k[0] for k in cache)
+    assert kinds == ["aush", "random"]
+    (aush_key,) = [k for k in cache if k[0] == "aush"]
+    _, size, filler, seed, t_targets = aush_key[:5]
+    expected = make_injection("aush", size=size, filler=filler, intent="push").generate(
+        train, list(t_targets), seed=seed)
+    copy = cache[aush_key].data
+    assert np.array_equal(copy.items[len(train):], expected.items)  # real rows come first
+    assert 5 not in t_targets and flags.shape == (poisoned.n_users,)
+    assert 0 <= info["recall"] <= 1
+    cache.clear()
+    defend(train, train.concat(make_injection("aush", size=0.05, filler=0.03).generate(
+        train, [5], seed=0)), "svm", "aush", [5], train_attacks=["aush", "random"],
+        train_sizes=(0.03,), train_fillers=(0.03,), seed=0, cache=cache)
+    assert sorted(k[0] for k in cache) == ["random"]

@@ -33,7 +33,8 @@ from functools import cached_property
 import numpy as np
 from sklearn import metrics as skm
 
-from advrec.attacks.shilling import generate, select_targets
+from advrec.attacks.injection import make_injection
+from advrec.attacks.shilling import select_targets
 from advrec.data.interactions import Interactions
 from advrec.defenses.detectors import (
     CLASSIFIERS,
@@ -92,7 +93,8 @@ class _Poisoned:
 
 def _poison(train: Interactions, attack: str, targets, size: float, filler: float, seed: int,
             intent: str, k_features: int, names: tuple[str, ...] | None) -> _Poisoned:
-    fake = generate(attack, train, targets, size=size, filler=filler, seed=seed, intent=intent)
+    made = make_injection(attack, size=size, filler=filler, intent=intent)
+    fake = made.generate(train, targets, seed=seed)  # hand-crafted or generated (aush, …)
     data = train.concat(fake)
     return _Poisoned(data, np.arange(data.n_users) >= train.n_users, k_features, names)
 

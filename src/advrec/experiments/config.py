@@ -328,7 +328,8 @@ class DefenseConfig(_Strict):
     @field_validator("train_attacks")
     @classmethod
     def _known_train_attacks(cls, v):
-        _require_known(v or [], SHILLING_ATTACKS, "shilling attack")
+        # hand-crafted recipes, and generated or optimised profiles (the detector learns them)
+        _require_known(v or [], (*SHILLING_ATTACKS, *POISONING_ATTACKS), "injection attack")
         return v
 
     @field_validator("features")

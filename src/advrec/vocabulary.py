@@ -16,8 +16,9 @@ NORMS = ("l2", "linf")
 TARGET_MODES = ("push", "nuke")  # targeted parameter attacks
 SHILLING_ATTACKS = ("random", "average", "bandwagon", "reverse_bandwagon", "popular",
                     "love_hate", "segment", "perfect_knowledge")
-POISONING_ATTACKS = ("pga", "sgld", "revadv", "influence", "dlattack",
-                     "aush", "legup")  # optimised and generated injection (they take params)
+# optimised, generated and black-box injection attacks (they take params)
+POISONING_ATTACKS = ("pga", "sgld", "revadv", "influence", "dlattack", "aush", "legup",
+                     "poisonrec")
 PROFILE_FILE = "file"  # an injection entry that reads its fake profiles from a file
 INJECTION_ATTACKS = (*SHILLING_ATTACKS, *POISONING_ATTACKS, PROFILE_FILE)
 INTENTS = ("push", "nuke")  # what a shilling attack does to its targets

@@ -40,10 +40,11 @@ def _poisoning() -> dict[str, type[ShillingAttack]]:
     from advrec.attacks.poisoning.influence import InfluenceAttack
     from advrec.attacks.poisoning.legup import LegUPAttack
     from advrec.attacks.poisoning.pga import PGAAttack, SGLDAttack
+    from advrec.attacks.poisoning.poisonrec import PoisonRecAttack
     from advrec.attacks.poisoning.revadv import RevAdvAttack
 
     found = {c.name: c for c in (PGAAttack, SGLDAttack, RevAdvAttack, InfluenceAttack, DLAttack,
-                                 AUSHAttack, LegUPAttack)}
+                                 AUSHAttack, LegUPAttack, PoisonRecAttack)}
     assert tuple(found) == POISONING_ATTACKS, "vocabulary.POISONING_ATTACKS is out of date"
     return found
 

@@ -107,8 +107,9 @@ def _attacks() -> list[Entry]:
             params["intent"] = cls.default_intent
         if is_poisoning(name):
             kind = "poisoning attack"
-            how = (f"optimised against a surrogate: {', '.join(cls.surrogates)}"
-                   if cls.surrogates else "generated (no surrogate): learnt from real profiles")
+            how = getattr(cls, "access", None) or (
+                f"optimised against a surrogate: {', '.join(cls.surrogates)}"
+                if cls.surrogates else "generated (no surrogate): learnt from real profiles")
             notes = (how, cls.reference)
         elif name == PROFILE_FILE:
             kind, notes = "profile file", ("injects the fake profiles of a file",)

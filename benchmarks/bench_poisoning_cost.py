@@ -1,6 +1,6 @@
-"""What the optimised poisoning attacks cost: wall time and peak memory of generating 1 % fake
-users on ML-100K (u1) and ML-1M-implicit, each attack in a fresh process (one JSON line per
-figure).
+"""What the optimised and generated poisoning attacks cost: wall time and peak memory of
+generating 1 % fake users on ML-100K (u1) and ML-1M-implicit, each attack in a fresh process
+(one JSON line per figure).
 
 Baselines in the same run: the hand-crafted average attack of the same size and profile length
 (what a recipe costs), and a process that only loads the data (the memory floor every attack
@@ -32,6 +32,7 @@ RUNS = {
         ("revadv", {"adv_epochs": 3}, "adv_epochs (default 30)"),
         ("influence", {"steps": 20}, "steps (default 100)"),
         ("dlattack", {"fake_per_round": 9}, "rounds (default: one per fake user, 9)"),
+        ("aush", {}, "epochs=150 (the default)"),
     ],
     "ml-1m-implicit": [
         ("pga", {}, "iterations=20"),

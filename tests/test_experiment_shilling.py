@@ -47,7 +47,7 @@ def rows_by_defense(folder) -> dict[str | None, dict]:
         ({"shilling": [{"attack": "average", "filler": [0.05, 0]}]}, "shilling.0.filler"),
         ({"defenses": ["oracle"]}, "defenses.0.detector: unknown detector 'oracle'"),
         ({"defenses": [{"detector": "svm", "train_attacks": ["x"]}]},
-         "defenses.0.train_attacks: unknown shilling attack(s) ['x']"),
+         "defenses.0.train_attacks: unknown injection attack(s) ['x']"),
         ({"defenses": [{"detector": "svm", "features": ["rdma", "zz"]}]},
          "defenses.0.features: unknown feature(s) ['zz']"),
         ({"defenses": [{"detector": "svm", "thresh": 1}]}, "defenses.0.thresh: unknown key"),

@@ -33,6 +33,8 @@ RUNS = {
         ("influence", {"steps": 20}, "steps (default 100)"),
         ("dlattack", {"fake_per_round": 9}, "rounds (default: one per fake user, 9)"),
         ("aush", {}, "epochs=150 (the default)"),
+        ("legup", {"epochs": 1}, "outer epochs (default 3)"),
+        ("poisonrec", {"iterations": 2}, "iterations × episodes retrainings (default 10 × 4)"),
     ],
     "ml-1m-implicit": [
         ("pga", {}, "iterations=20"),

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import resource
 import time
+
+from bench_poisoning_cost import in_fresh_process, rss_mib  # the same fresh-process harness
 
 SIZE, FILLER, N_TARGETS = 0.05, 82, 3
 VICTIMS = {"bprmf": {"epochs": 30}, "mf": {}}
@@ -28,10 +28,6 @@ RUNS = [  # (name, kind, options)
     ("pore-T1000", "pore", {"T": 1000}), ("pore-T10000", "pore", {"T": 10000}),
     ("svm", "detector", {}),
 ]
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _child(name: str | None, kind: str, options: dict, threads: int, out) -> None:
@@ -47,7 +43,7 @@ def _child(name: str | None, kind: str, options: dict, threads: int, out) -> Non
     targets = select_targets(train, N_TARGETS, "quantile", seed=0)
     fake = make_injection("average", size=SIZE, filler=FILLER).generate(train, targets, seed=0)
     poisoned = train.concat(fake)
-    loaded = _rss_mib()
+    loaded = rss_mib()
     extra: dict = {}
     t0 = time.perf_counter()
     if kind == "fit":
@@ -74,17 +70,7 @@ def _child(name: str | None, kind: str, options: dict, threads: int, out) -> Non
         flags, info = defend(train, poisoned, "svm", "average", targets, seed=0)
         extra = {"recall": info["recall"], "precision": info["precision"]}
     out.send({"seconds": time.perf_counter() - t0, "rss_loaded_mib": loaded,
-              "peak_rss_mib": _rss_mib(), **extra})
-
-
-def measure(name, kind, options, threads) -> dict:
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(name, kind, options, threads, send))
-    proc.start()
-    result = recv.recv() if recv.poll(3 * 3600) else {"error": "no answer in 3 h"}
-    proc.join()
-    return result
+              "peak_rss_mib": rss_mib(), **extra})
 
 
 def main() -> None:
@@ -96,7 +82,7 @@ def main() -> None:
     for name, kind, options in runs:
         if args.only and name not in args.only and kind != "none":
             continue
-        res = measure(name, kind, options, args.threads)
+        res = in_fresh_process(_child, name, kind, options, args.threads)
         row = {"bench": "defence_cost", "impl": "advrec", "dataset": "ml-100k/u1",
                "defence": name, "kind": kind, "options": options, "attack": "average",
                "size": SIZE, "threads": args.threads,

@@ -49,7 +49,7 @@ RUNS = {
 FOLDS = {"ml-100k": "u1", "ml-1m-implicit": None}
 
 
-def _rss_mib() -> float:
+def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -66,7 +66,7 @@ def _child(dataset: str, attack: str | None, params: dict, threads: int, out) ->
 
     train = load_split(dataset, fold=FOLDS[dataset])[0]
     targets = select_targets(train, N_TARGETS, "quantile", seed=0)
-    loaded = _rss_mib()
+    loaded = rss_mib()
     if attack is None:
         out.send({"seconds": 0.0, "rss_loaded_mib": loaded, "peak_rss_mib": loaded})
         return
@@ -85,19 +85,24 @@ def _child(dataset: str, attack: str | None, params: dict, threads: int, out) ->
         out.send({"error": str(exc), "rss_loaded_mib": loaded})
         return
     cuda = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
-    out.send({"seconds": seconds, "rss_loaded_mib": loaded, "peak_rss_mib": _rss_mib(),
+    out.send({"seconds": seconds, "rss_loaded_mib": loaded, "peak_rss_mib": rss_mib(),
               "n_fake": fake.n_users, "profile_length": len(fake) / max(1, fake.n_users),
               "cuda_peak_mib": cuda})
 
 
-def measure(dataset: str, attack: str | None, params: dict, threads: int) -> dict:
+def in_fresh_process(target, *args) -> dict:
+    """``target(*args, pipe)`` in a spawned process (its own peak RSS); what it sends back."""
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(dataset, attack, params, threads, send))
+    proc = ctx.Process(target=target, args=(*args, send))
     proc.start()
     result = recv.recv() if recv.poll(3 * 3600) else {"error": "no answer in 3 h"}
     proc.join()
     return result
+
+
+def measure(dataset: str, attack: str | None, params: dict, threads: int) -> dict:
+    return in_fresh_process(_child, dataset, attack, params, threads)
 
 
 def emit(dataset: str, attack: str, params: dict, units: str, threads: int, res: dict) -> None:

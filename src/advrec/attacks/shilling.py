@@ -216,10 +216,14 @@ class ShillingAttack:
     name: ClassVar[str] = ""
     default_intent: ClassVar[str] = "push"
     reference: ClassVar[str] = ""
+    average_filler: ClassVar[bool] = False
+    """Whether ``filler=None`` is accepted: the attack's own default (a real user's average
+    profile length, for the optimised and generated attacks)."""
 
     def __post_init__(self) -> None:
         _check_size(self.size)
-        _check_filler(self.filler)
+        if not (self.filler is None and self.average_filler):
+            _check_filler(self.filler)
         intent = self.default_intent if self.intent is None else str(self.intent).lower()
         if intent not in INTENTS:
             raise ConfigError(f"unknown intent {self.intent!r}; expected one of {INTENTS}")

@@ -431,16 +431,10 @@ class AUSHAttack(ShillingAttack):
     surrogates: ClassVar[tuple[str, ...]] = ()
     """None: AUSH trains no recommender (a GAN on the ratings; the victim is a black box)."""
     explicit: ClassVar[bool] = True
+    average_filler: ClassVar[bool] = True  # filler=None: a real user's average length
 
     def __post_init__(self) -> None:
-        if self.filler is not None:
-            super().__post_init__()
-        else:  # the base check wants a number; None is a real user's average
-            object.__setattr__(self, "filler", 0)
-            try:
-                super().__post_init__()
-            finally:
-                object.__setattr__(self, "filler", None)
+        super().__post_init__()
         if self.implicit is not False:
             raise ParamError("implicit", "the aush attack generates ratings (a template's own "
                                          "ratings, G's ratings of the selected items) and has no "

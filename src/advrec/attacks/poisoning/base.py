@@ -66,16 +66,10 @@ class PoisoningAttack(ShillingAttack):
     """The surrogates this attack can optimise against (the first is the default)."""
     explicit: ClassVar[bool] = False
     """Whether the attack writes ratings (explicit data) rather than interactions."""
+    average_filler: ClassVar[bool] = True  # filler=None: a real user's average length
 
     def __post_init__(self) -> None:
-        if self.filler is not None:
-            super().__post_init__()
-        else:  # the base check wants a number; None is this family's own default
-            object.__setattr__(self, "filler", 0)
-            try:
-                super().__post_init__()
-            finally:
-                object.__setattr__(self, "filler", None)
+        super().__post_init__()
         if not self.surrogate:
             object.__setattr__(self, "surrogate", self.surrogates[0])
         surrogate = str(self.surrogate).lower()

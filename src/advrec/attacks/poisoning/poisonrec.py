@@ -404,16 +404,10 @@ class PoisonRecAttack(ShillingAttack):
                              "retrained once per episode (query budget in its knowledge)")
     """None: PoisonRec differentiates no model; it queries the victim as a black box."""
     explicit: ClassVar[bool] = False
+    average_filler: ClassVar[bool] = True  # filler=None: a real user's average length
 
     def __post_init__(self) -> None:
-        if self.filler is not None:
-            super().__post_init__()
-        else:  # the base check wants a number; None is a real user's average
-            object.__setattr__(self, "filler", 0)
-            try:
-                super().__post_init__()
-            finally:
-                object.__setattr__(self, "filler", None)
+        super().__post_init__()
         if self.intent != "push":
             raise ParamError("intent", f"the poisonrec attack pushes its targets (its reward is "
                                        f"their exposure), got {plain(self.intent)}")

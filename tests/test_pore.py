@@ -454,7 +454,7 @@ def test_pore_defence_options_are_checked():
         parse({"detector": "pore", "params": {"seed": 1}})
     with pytest.raises(ConfigError, match=r"defenses\.0.*T"):
         parse({"detector": "pore", "params": {"T": 0}})
-    with pytest.raises(ConfigError, match=r"defenses\.0.*only 'pore' take params"):
+    with pytest.raises(ConfigError, match=r"defenses\.0.*only 'pore', 'apt' take params"):
         parse({"detector": "svm", "params": {"T": 10}})
     with pytest.raises(ConfigError, match=r"defenses\.0\.max_fake"):
         parse({"detector": "pore", "max_fake": -1})

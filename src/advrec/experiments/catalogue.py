@@ -142,14 +142,18 @@ def _defenses() -> list[Entry]:
         else:
             out.append(Entry(name, "oracle", "Removes exactly the fake profiles: the upper "
                                              "bound of any detector."))
+    from advrec.defenses.apt import apt_fit
     from advrec.defenses.trim import trimmed_fit
 
     robust = {"trim": (trimmed_fit, "Jagielski et al., S&P 2018 (TRIM), over users; uses the "
-                                    "victim's own fit and loss")}
+                                    "victim's own fit and loss"),
+              "apt": (apt_fit, "Wu et al., SIGIR 2021 (APT); ERM users chosen by their "
+                               "influence on the risk of a rating MF; experiment files: params "
+                               "(these)")}
     for name in ROBUST_TRAINING:
         func, note = robust[name]
         out.append(Entry(name, "robust training", first_line(func),
-                         _signature_params(func, ("fit", "data")), (note,)))
+                         _signature_params(func, ("fit", "data", "seed", "surrogate")), (note,)))
     from advrec.defenses.pore import PORE
 
     for name in CERTIFIED:

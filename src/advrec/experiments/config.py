@@ -277,9 +277,11 @@ class DefenseConfig(_Strict):
     """A detector that removes the profiles it flags before the victim is trained again (see
     `advrec.evaluation.detection.defend`); ``perfect`` removes exactly the fake ones (the upper
     bound); ``trim`` trains the victim by trimmed learning (`advrec.defenses.trim`: ``fraction``
-    of users dropped by loss, at most ``rounds`` refits); ``pore`` replaces the victim by the
-    PORE ensemble (`advrec.defenses.pore.PORE`, its hyper-parameters in ``params``; the cell's
-    seed seeds it) and records its certificate for up to ``max_fake`` fake users."""
+    of users dropped by loss, at most ``rounds`` refits); ``apt`` trains it with the defender's
+    ERM users (`advrec.defenses.apt.apt_fit`, its hyper-parameters in ``params``); ``pore``
+    replaces the victim by the PORE ensemble (`advrec.defenses.pore.PORE`, its hyper-parameters
+    in ``params``; the cell's seed seeds it) and records its certificate for up to
+    ``max_fake`` fake users."""
 
     detector: str
     train_attacks: list[str] | None = None
@@ -290,7 +292,7 @@ class DefenseConfig(_Strict):
     features: list[str] | None = None
     fraction: float = Field(0.05, gt=0, lt=1)  # trim: the share of users dropped
     rounds: int = Field(3, ge=1)  # trim: refits at most
-    params: dict[str, Any] = Field(default_factory=dict)  # pore: PORE's hyper-parameters
+    params: dict[str, Any] = Field(default_factory=dict)  # pore / apt: their hyper-parameters
     max_fake: int = Field(50, ge=0)  # pore: the certificate's largest number of fake users
 
     @model_validator(mode="before")
@@ -306,9 +308,19 @@ class DefenseConfig(_Strict):
 
     @model_validator(mode="after")
     def _certified_params(self) -> DefenseConfig:
-        if self.params and self.detector not in CERTIFIED:
-            raise ValueError(f"params: only {', '.join(map(repr, CERTIFIED))} take params, "
-                             f"not {self.detector!r}")
+        if self.params and self.detector not in (*CERTIFIED, "apt"):
+            raise ValueError(f"params: only {', '.join(map(repr, (*CERTIFIED, 'apt')))} take "
+                             f"params, not {self.detector!r}")
+        if self.detector == "apt":
+            from advrec.defenses.apt import check_params
+
+            if "seed" in self.params:
+                raise ValueError("params.seed: the cell's seed seeds APT; set seeds at the top "
+                                 "of the file")
+            try:
+                check_params(self.params)
+            except AdvrecError as exc:
+                raise ValueError(f"params.{exc}") from None
         if self.detector in CERTIFIED:
             from advrec.defenses.pore import PORE
 

@@ -12,7 +12,7 @@ from advrec.errors import ConfigError
 from advrec.experiments.cells import Cell, CellResult, ModelJob, Plan
 from advrec.experiments.config import ExperimentConfig, canonical_hash
 from advrec.experiments.scenarios import SCENARIOS
-from advrec.vocabulary import CERTIFIED, ROBUST_TRAINING
+from advrec.vocabulary import CERTIFIED
 
 
 class Context:
@@ -172,10 +172,11 @@ class Context:
             self._defended[key] = (filter_profiles(data, flags, drop_from=train.n_users), info)
         return self._defended[key]
 
-    def trimmed(self, job: ModelJob, plan_: Plan, attack: dict[str, Any], defense: dict[str, Any]
-                ) -> tuple[Any, dict, float]:
-        """``job``'s model trained on the poisoned data by trimmed learning (its own fit and
-        loss); (model, detection metrics of the users it left out, seconds of all its fits)."""
+    def robustly_trained(self, job: ModelJob, plan_: Plan, attack: dict[str, Any],
+                         defense: dict[str, Any]) -> tuple[Any, dict | None, float, dict | None]:
+        """``job``'s model trained on the poisoned data by a robust-training defence: trimmed
+        learning (detection metrics of the users it left out) or APT (a summary of its ERM
+        users); (model, detection metrics or None, seconds of all its fits, APT summary or None)."""
         import numpy as np
 
         from advrec.defenses.trim import trimmed_fit
@@ -184,6 +185,13 @@ class Context:
         data, _, _ = self.poisoned(job.seed, attack)
         n_real = self.parts(job.seed).train.n_users
         t0 = time.perf_counter()
+        if defense["detector"] == "apt":
+            from advrec.defenses.apt import apt_fit
+
+            res = apt_fit(lambda d: self.train(job, plan_, d, poisoned=True)[0], data,
+                          seed=job.seed, **defense.get("params", {}))
+            seconds = time.perf_counter() - t0
+            return res.model, None, seconds, {**res.summary(), "seconds": seconds}
         res = trimmed_fit(lambda d: self.train(job, plan_, d, poisoned=True)[0], data,
                           fraction=defense["fraction"], rounds=defense["rounds"])
         seconds = time.perf_counter() - t0
@@ -193,7 +201,7 @@ class Context:
                                  curves=True)  # the loss ranks users as a detector's score
         info.update(removed_real=int(res.flags[:n_real].sum()), rounds=res.rounds,
                     converged=res.converged, seconds=seconds)
-        return res.model, info, seconds
+        return res.model, info, seconds, None
 
     def _pore(self, seed: int, defense: dict[str, Any]):
         from advrec.defenses.pore import PORE
@@ -288,11 +296,11 @@ def check_detectors_have_ratings(ctx: Context) -> None:
             raise ConfigError(f"shilling.{i}.implicit: {entry.implicit} does not fit "
                               f"{ctx.config.data.dataset!r}, whose training data "
                               f"{'has' if rated else 'has no'} ratings; {fix}")
-    detectors = [d.detector for d in ctx.config.defenses
-                 if d.detector != "perfect" and d.detector not in (*ROBUST_TRAINING, *CERTIFIED)]
+    without = ("perfect", "trim", *CERTIFIED)  # defences that need no ratings
+    detectors = [d.detector for d in ctx.config.defenses if d.detector not in without]
     if detectors and not rated:
-        raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles, but the "
-                          f"training data of {ctx.config.data.dataset!r} has no ratings (implicit "
-                          f"data or data.binarize); only 'perfect' and "
-                          f"{', '.join(map(repr, (*ROBUST_TRAINING, *CERTIFIED)))} work without "
+        raise ConfigError(f"defenses: {', '.join(detectors)} read rating profiles (apt: its "
+                          f"ERM users' ratings), but the training data of "
+                          f"{ctx.config.data.dataset!r} has no ratings (implicit data or "
+                          f"data.binarize); only {', '.join(map(repr, without))} work without "
                           f"ratings")

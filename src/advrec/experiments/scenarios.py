@@ -210,9 +210,11 @@ class Injection(Scenario):
         t0 = time.perf_counter()
         _, targets, made = ctx.poisoned(job.seed, attack)
         certificate = None
+        robust = None
         if (cell.defense or {}).get("detector") in ROBUST_TRAINING:
             t_detect = time.perf_counter() - t0
-            poisoned_model, detection, fit_seconds = ctx.trimmed(job, plan, attack, cell.defense)
+            poisoned_model, detection, fit_seconds, robust = ctx.robustly_trained(
+                job, plan, attack, cell.defense)
         elif (cell.defense or {}).get("detector") in CERTIFIED:
             t_detect, detection = time.perf_counter() - t0, None
             poisoned_model, fit_seconds = ctx.certified(job, attack, cell.defense)
@@ -254,7 +256,8 @@ class Injection(Scenario):
                           defense=defense, detection=detection,
                           measures={**impact.row(), "profiles": _relative(
                               ctx.profiles_path(job.seed, attack), ctx.output),
-                              **({"certificate": certificate} if certificate else {})},
+                              **({"certificate": certificate} if certificate else {}),
+                              **({"apt": robust} if robust else {})},
                           per_user={"targets": target_block(after, ks)})
 
 
@@ -306,8 +309,10 @@ def shilling_axes(entry: ShillingConfig) -> dict[str, Any]:
 
 def defense_options(entry: DefenseConfig) -> dict[str, Any]:
     raw = entry.model_dump()
-    if raw["detector"] in ROBUST_TRAINING:  # trimmed learning: only its own options
+    if raw["detector"] == "trim":  # trimmed learning: only its own options
         return {k: raw[k] for k in ("detector", "fraction", "rounds")}
+    if raw["detector"] == "apt":  # adversarial poisoning training: its parameters
+        return {k: raw[k] for k in ("detector", "params")}
     if raw["detector"] in CERTIFIED:  # the certified ensemble: its parameters
         return {k: raw[k] for k in ("detector", "params", "max_fake")}
     for k in ("fraction", "rounds", "params", "max_fake"):

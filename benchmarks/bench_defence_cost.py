@@ -4,9 +4,10 @@ with 5 % average-attack profiles, each defence in a fresh process (one JSON line
 Baselines in the same run: the victim's plain fit on the same poisoned data (what trimmed
 learning multiplies: up to ``rounds + 1`` fits) and a process that only loads and poisons the
 data (the memory floor). Defences: trimmed learning around BPR-MF and ALS MF (fraction 0.05,
-3 rounds), the PORE ensemble (SAR, T = 1,000 and 10,000, s = 200) with its certificate for up
-to 50 fake users, and an SVM detector trained leave-one-type-out (``defend``, its default
-training attacks and sizes).
+3 rounds), APT around both (50 ERM users, one round: two fits of the victim, plus one fit of
+the influence MF for BPR-MF), the PORE ensemble (SAR, T = 1,000 and 10,000, s = 200) with its
+certificate for up to 50 fake users, and an SVM detector trained leave-one-type-out
+(``defend``, its default training attacks and sizes).
 
     python benchmarks/bench_defence_cost.py [--threads 2] [--only NAME ...]
 """
@@ -25,6 +26,7 @@ VICTIMS = {"bprmf": {"epochs": 30}, "mf": {}}
 RUNS = [  # (name, kind, options)
     ("bprmf", "fit", {}), ("mf", "fit", {}),
     ("trim-bprmf", "trim", {"model": "bprmf"}), ("trim-mf", "trim", {"model": "mf"}),
+    ("apt-bprmf", "apt", {"model": "bprmf"}), ("apt-mf", "apt", {"model": "mf"}),
     ("pore-T1000", "pore", {"T": 1000}), ("pore-T10000", "pore", {"T": 10000}),
     ("svm", "detector", {}),
 ]
@@ -55,6 +57,14 @@ def _child(name: str | None, kind: str, options: dict, threads: int, out) -> Non
         res = trimmed_fit(lambda d: get_model(model)(**VICTIMS[model], device="cpu", seed=0)
                           .fit(d, progress=False), poisoned, fraction=0.05, rounds=3)
         extra = {"rounds": res.rounds, "fits": res.rounds + 1}
+    elif kind == "apt":
+        from advrec.defenses.apt import apt_fit
+
+        model = options["model"]
+        res = apt_fit(lambda d: get_model(model)(**VICTIMS[model], device="cpu", seed=0)
+                      .fit(d, progress=False), poisoned, seed=0)
+        extra = {"fits": 2, "erm_ratings": len(res.erm),
+                 "surrogate_fits": 0 if model == "mf" else 1}
     elif kind == "pore":
         from advrec.defenses.pore import PORE
 

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_MAX_UNPACKED_BYTES",
     "DatasetInfo",
     "DatasetSpec",
+    "ImageLayout",
     "RemoteSource",
     "data_dir",
     "default_cache_dir",
@@ -141,6 +142,24 @@ class RemoteSource:
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """Where a data set's item images lie, for :func:`advrec.data.images.dataset_images`.
+
+    ``pattern``: each item's image file, relative to the data set's folder, with ``{id}`` the
+    item's raw id plus ``id_offset`` (ml-1m-posters: ``MovieImages/{id}.jpg``, offset 1, since
+    ml-1m-implicit's raw item id is MovieID − 1). ``manifest``: a TAB-separated file (header with
+    ``path`` and ``sha256`` columns, paths relative to the folder) every image is checked
+    against. ``genres``: a MovieLens ``movies.dat``/``movies.csv`` file giving each item's genres,
+    keyed by the same id as the images (raw id plus ``id_offset``).
+    """
+
+    pattern: str
+    id_offset: int = 0
+    manifest: str | None = None
+    genres: str | None = None
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """How one named data set is stored (``folder``/``files``) and read (``reader``).
 
@@ -148,6 +167,10 @@ class DatasetSpec:
     ``unseen`` is the default policy for test users/items absent from training (see read_split);
     ``drop_train_pairs_from_test``: test rows whose (user, item) pair is also in the training file
     are left out of the split (the evaluator refuses such leakage; ``load`` keeps every row).
+    ``interactions_of``: the name of another registered data set whose interactions (and
+    predefined split) this one uses: its own folder holds item content only (``images``), and
+    ``load``/``load_split`` read the other one's files (both folders must be present).
+    ``images``: where the items' images are (:class:`ImageLayout`), or None.
     """
 
     name: str
@@ -163,6 +186,8 @@ class DatasetSpec:
     unseen: str = "error"
     remote: RemoteSource | None = None
     drop_train_pairs_from_test: bool = False
+    interactions_of: str | None = None
+    images: ImageLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +248,12 @@ def register(spec: DatasetSpec, overwrite: bool = False) -> None:
     """Add a data set to the registry (``overwrite`` to replace one with the same name)."""
     if spec.name in _REGISTRY and not overwrite:
         raise ConfigError(f"data set {spec.name!r} is already registered (pass overwrite=True)")
-    if spec.all_file is None and not spec.splits:
+    if spec.interactions_of is not None:
+        other = _REGISTRY.get(spec.interactions_of)
+        if other is None or other.interactions_of is not None or other.name == spec.name:
+            raise ConfigError(f"data set {spec.name!r}: interactions_of must name a registered "
+                              f"data set with files of its own, got {spec.interactions_of!r}")
+    elif spec.all_file is None and not spec.splits:
         raise ConfigError(f"data set {spec.name!r} needs all_file or splits")
     _REGISTRY[spec.name] = spec
 
@@ -338,6 +368,22 @@ def _register_builtins() -> None:
             splits={"default": (train, test)}, default_fold="default", unseen="keep",
             drop_train_pairs_from_test=True,
         ))
+    register(DatasetSpec(
+        name="ml-1m-posters",
+        description="MovieLens-1M posters (3,872 JPEGs, liangfgithub.github.io) with the "
+                    "ml-1m-implicit interactions and split: item content for VBPR/AMR/TAaMR",
+        protocol="ml-1m-implicit's predefined ~80/20 hold-out; each item's poster is "
+                 "MovieImages/{raw id + 1}.jpg (raw id = MovieID - 1); 3,699 of the 3,706 items "
+                 "have one (MovieIDs 1107, 1142, 1421, 1423, 2258, 3027, 3935 do not); "
+                 "features: advrec.models.vision.poster_features()",
+        licence="posters: copyrighted studio artwork hosted as course material, no licence: "
+                "research and testing inside the project only, do not redistribute; movies.dat: "
+                + GROUPLENS_NO_REDIST,
+        folder="ml-1m-posters", files=("MANIFEST.tsv", "movies.dat"),
+        reader=io.read_lightgcn, interactions_of="ml-1m-implicit",
+        images=ImageLayout("MovieImages/{id}.jpg", id_offset=1, manifest="MANIFEST.tsv",
+                           genres="movies.dat"),
+    ))
 
 
 _register_builtins()
@@ -440,11 +486,13 @@ def list_datasets() -> list[DatasetInfo]:
 def info(name: str) -> DatasetInfo:
     """What the registry knows of one data set and where it resolves (DataError if unknown)."""
     spec = _spec(name)
+    source = _source(spec)
     folder = _find(spec)
+    local = folder is not None and (source is spec or _find(source) is not None)
     return DatasetInfo(
-        name=spec.name, description=spec.description, local=folder is not None,
+        name=spec.name, description=spec.description, local=local,
         downloadable=spec.remote is not None, path=folder, protocol=spec.protocol,
-        presplit=bool(spec.splits), folds=tuple(spec.splits), licence=spec.licence,
+        presplit=bool(source.splits), folds=tuple(source.splits), licence=spec.licence,
     )
 
 
@@ -452,10 +500,10 @@ def load(name: str, *, root: str | os.PathLike | None = None,
          unseen: str | None = None) -> Interactions:
     """All interactions of a data set (train ∪ test, in one id space, for pre-split ones)."""
     spec = _spec(name)
-    folder = _locate(spec, root)
-    if spec.all_file is not None:
-        return _renamed(spec.reader(folder / spec.all_file), name)
-    train, test = _read_fold(spec, folder, spec.default_fold, unseen)
+    source, folder = _interactions_folder(spec, root)
+    if source.all_file is not None:
+        return _renamed(source.reader(folder / source.all_file), name)
+    train, test = _read_fold(source, folder, source.default_fold, unseen)
     return _renamed(train.concat(test), name)
 
 
@@ -467,19 +515,20 @@ def load_split(name: str, *, fold: str | None = None, unseen: str | None = None,
     ``unseen`` overrides the data set's policy for test ids absent from training.
     """
     spec = _spec(name)
-    if not spec.splits:
+    if not _source(spec).splits:
         raise DataError(f"data set {name!r} has no predefined train/test split; load it with "
                         f"load({name!r}) and split it with a splitter from advrec.data.splits "
                         f"(e.g. random_holdout, leave_one_out, temporal_split)")
-    folder = _locate(spec, root)
-    return _read_fold(spec, folder, fold, unseen)
+    source, folder = _interactions_folder(spec, root)
+    return _read_fold(source, folder, fold, unseen, label=spec.name)
 
 
 def describe(name: str, *, root: str | os.PathLike | None = None) -> dict:
     """Statistics of a data set: users, items, interactions, density, ratings/timestamps."""
     spec = _spec(name)
-    stats: dict = {"name": name, "presplit": bool(spec.splits), "protocol": spec.protocol}
-    if spec.all_file is None:
+    source = _source(spec)
+    stats: dict = {"name": name, "presplit": bool(source.splits), "protocol": spec.protocol}
+    if source.all_file is None:
         train, test = load_split(name, root=root)
         x = _renamed(train.concat(test), name)
         stats.update(train_interactions=len(train), test_interactions=len(test))
@@ -496,11 +545,29 @@ def describe(name: str, *, root: str | os.PathLike | None = None) -> dict:
     return stats
 
 
+def _source(spec: DatasetSpec) -> DatasetSpec:
+    """The spec whose files hold ``spec``'s interactions (itself, or ``interactions_of``)."""
+    return spec if spec.interactions_of is None else _spec(spec.interactions_of)
+
+
+def _interactions_folder(spec: DatasetSpec,
+                         root: str | os.PathLike | None) -> tuple[DatasetSpec, Path]:
+    """The spec holding ``spec``'s interaction files and the folder they are in; a data set
+    that borrows another's interactions needs its own folder too (DataError naming it)."""
+    source = _source(spec)
+    if source is not spec:
+        _locate(spec, root)
+    return source, _locate(source, root)
+
+
 def _read_fold(spec: DatasetSpec, folder: Path, fold: str | None,
-               unseen: str | None) -> tuple[Interactions, Interactions]:
+               unseen: str | None, label: str | None = None) -> tuple[Interactions, Interactions]:
+    """The (train, test) of ``fold`` from ``spec``'s files, named after ``label`` (default: the
+    spec's name; a data set reading another's interactions passes its own)."""
+    label = spec.name if label is None else label
     fold = spec.default_fold if fold is None else fold
     if fold not in spec.splits:
-        raise ConfigError(f"data set {spec.name!r} has no fold {fold!r}; "
+        raise ConfigError(f"data set {label!r} has no fold {fold!r}; "
                           f"folds: {', '.join(spec.splits)}")
     train_file, test_file = spec.splits[fold]
     train, test = io.read_split(folder / train_file, folder / test_file, reader=spec.reader,
@@ -512,8 +579,8 @@ def _read_fold(spec: DatasetSpec, folder: Path, fold: str | None,
                            train.users.astype(np.int64) * train.n_items + train.items)
         test = test.subset(~in_train)
     suffix = "" if fold == "default" else f"/{fold}"
-    return (_renamed(train, f"{spec.name}{suffix}/train"),
-            _renamed(test, f"{spec.name}{suffix}/test"))
+    return (_renamed(train, f"{label}{suffix}/train"),
+            _renamed(test, f"{label}{suffix}/test"))
 
 
 def _renamed(x: Interactions, name: str) -> Interactions:

@@ -108,4 +108,22 @@ FAST_MODELS: dict[str, dict] = {
     "mlp": dict(layers=(8, 4), epochs=2, batch_size=64, device="cpu"),
     "iautorec": dict(n_hidden=4, epochs=2, batch_size=16, device="cpu"),
     "uautorec": dict(n_hidden=4, epochs=2, batch_size=16, device="cpu"),
+    "vbpr": dict(n_factors=3, n_visual_factors=2, epochs=2, batch_size=64, device="cpu"),
+    "amr": dict(n_factors=3, n_visual_factors=2, epochs=2, batch_size=64, device="cpu"),
 }
+
+
+def content_for(n_items: int, n_features: int = 5, seed: int = 0):
+    """Seeded item content features (n_items, n_features) for the models that need them."""
+    import numpy as np
+
+    return np.random.default_rng(seed).random((n_items, n_features), dtype=np.float32)
+
+
+def model_fit_options(cls, data) -> dict:
+    """The keyword options every test fit of ``cls`` on ``data`` passes: no progress bar, and
+    the items' content for content-aware models."""
+    opts = {"progress": False} if "progress" in cls.capabilities.fit_options else {}
+    if cls.capabilities.content_features:
+        opts["item_features"] = content_for(data.n_items)
+    return opts

@@ -40,7 +40,7 @@ from advrec.models import (
     resolve_device,
 )
 from advrec.models.base import read_manifest
-from conftest import FAST_MODELS, snapshot
+from conftest import FAST_MODELS, model_fit_options, snapshot
 
 INF, NAN = math.inf, math.nan
 
@@ -69,9 +69,8 @@ def bpr() -> BPRMF:
 
 @pytest.fixture(scope="module")
 def fitted(rated) -> dict[str, Recommender]:
-    return {name: MODELS[name](**FAST[name]).fit(rated, **(
-        {"progress": False} if name in ("bprmf", "apr", "cfgan", "irgan") else {}))
-        for name in MODELS}
+    return {name: MODELS[name](**FAST[name]).fit(rated, **model_fit_options(MODELS[name], rated))
+            for name in MODELS}
 
 
 def _names(error: ParamError, name: str, *words: str) -> None:

@@ -26,7 +26,7 @@ from advrec.models.base import (
     capability_problems,
     check_request,
 )
-from conftest import FAST_MODELS
+from conftest import FAST_MODELS, model_fit_options
 
 # Small, fast settings per registered model (1–2 epochs, no internal validation split). Block
 # sizes agree (4) so warm starts between the embedding models line up.
@@ -35,7 +35,7 @@ FAST = FAST_MODELS
 DETERMINISTIC = {"itempop", "userknn", "itemknn"}
 # the number of rows of each known parameter block, from the fitted model
 BLOCK_ROWS = {"user": lambda m: m.n_users_, "item": lambda m: m.n_items_,
-              "item_content": lambda m: m.n_items_,
+              "item_content": lambda m: m.n_items_, "user_visual": lambda m: m.n_users_,
               "encoder": lambda m: m.n_items_, "decoder": lambda m: m.n_items_,
               **{f"{t}_{s}": (lambda m: m.n_users_) if s == "user" else (lambda m: m.n_items_)
                  for t in ("gmf", "mlp") for s in ("user", "item")}}
@@ -50,14 +50,14 @@ def fast(name: str) -> dict:
     return dict(FAST[name])
 
 
-def quiet(cls: type[Recommender]) -> dict:
-    return {"progress": False} if "progress" in cls.capabilities.fit_options else {}
+def quiet(cls: type[Recommender], data: Interactions) -> dict:
+    return model_fit_options(cls, data)
 
 
 def make(name: str, data: Interactions, **changes) -> Recommender:
     cls = MODELS[name]
     model = cls(**{**fast(name), **changes})
-    out = model.fit(data, **quiet(cls))
+    out = model.fit(data, **quiet(cls, data))
     assert out is model, f"{name}: fit must return self"
     return model
 
@@ -117,8 +117,8 @@ def test_declaration_matches_the_code(name):
         assert "validate" in caps.fit_options
     assert set(caps.warm_start) <= set(MODELS)
     assert ("init_from" in caps.fit_options) == bool(caps.warm_start)
-    assert not caps.content_features, \
-        f"{name} declares content features: add their contract check to this module"
+    assert caps.content_features == ("item_features" in caps.fit_options), \
+        f"{name}: content features and the fit option item_features go together"
     for capability in CAPABILITIES:
         assert cls.supports(capability) == bool(getattr(caps, capability))
 
@@ -252,7 +252,7 @@ def test_early_stopping_is_truthful(name, data):
     if cls.capabilities.early_stopping:
         check_request(cls, early_stopping=True)
         model = cls(**{**fast(name), "epochs": 4, "patience": 1, "validate_every": 1})
-        model.fit(data, validate=validate, **quiet(cls))
+        model.fit(data, validate=validate, **quiet(cls, data))
         assert len(calls) == 2 and len(model.history_) == 2
         assert [h["validation"] for h in model.history_] == [1.0, 0.5]
         assert model.best_epoch_ == 1
@@ -261,7 +261,7 @@ def test_early_stopping_is_truthful(name, data):
         check_request(cls, early_stopping=True)
     if "validate" in cls.capabilities.fit_options:  # validation picks an epoch, no patience
         assert "patience" not in cls._param_names()
-        cls(**fast(name)).fit(data, validate=validate, **quiet(cls))
+        cls(**fast(name)).fit(data, validate=validate, **quiet(cls, data))
         assert calls, f"{name}: fit took validate= but never called it"
     else:
         with pytest.raises(ParamError) as info:
@@ -276,7 +276,7 @@ def test_warm_start_is_truthful(name, data, fitted):
     sources = cls.capabilities.warm_start
     outsider = next(n for n in NAMES if n not in sources)
     with pytest.raises(ParamError) as info:
-        cls(**fast(name)).fit(data, init_from=fitted(outsider), **quiet(cls))
+        cls(**fast(name)).fit(data, init_from=fitted(outsider), **quiet(cls, data))
     _names_arg(info.value, "init_from")
     if not sources:
         with pytest.raises(ConfigError, match=f"'{name}'.*warm_start"):
@@ -285,13 +285,13 @@ def test_warm_start_is_truthful(name, data, fitted):
     with pytest.raises(ConfigError, match=f"'{name}'.*{outsider!r}.*warm_start"):
         check_request(cls, warm_start=outsider)
     with pytest.raises(ParamError) as info:  # an unfitted source
-        cls(**fast(name)).fit(data, init_from=MODELS[sources[0]](), **quiet(cls))
+        cls(**fast(name)).fit(data, init_from=MODELS[sources[0]](), **quiet(cls, data))
     _names_arg(info.value, "init_from")
     for source in sources:
         check_request(cls, warm_start=source)
         check_request(cls, warm_start=fitted(source))
         model = cls(**fast(name))
-        assert model.fit(data, init_from=fitted(source), **quiet(cls)) is model
+        assert model.fit(data, init_from=fitted(source), **quiet(cls, data)) is model
         assert bool(torch.isfinite(all_scores(model)).all())
 
 
@@ -385,3 +385,31 @@ def test_capabilities_are_frozen_and_default_to_nothing():
     with pytest.raises(dataclasses.FrozenInstanceError):
         caps.early_stopping = True  # type: ignore[misc]
     assert [f.name for f in dataclasses.fields(caps)] == list(CAPABILITIES)
+
+
+CONTENT = [n for n in NAMES if MODELS[n].capabilities.content_features]
+
+
+@pytest.mark.parametrize("name", CONTENT)
+def test_content_features_are_truthful(name, data, fitted):
+    """A content-aware model refuses to fit without its features or with ones of the wrong
+    shape (ParamError naming item_features), and its scores depend on the features."""
+    from conftest import content_for
+
+    cls = MODELS[name]
+    with pytest.raises(ParamError) as err:
+        cls(**fast(name)).fit(data, progress=False)
+    _names_arg(err.value, "item_features")
+    with pytest.raises(ParamError) as err:
+        cls(**fast(name)).fit(data, item_features=content_for(data.n_items + 1), progress=False)
+    _names_arg(err.value, "item_features")
+    with pytest.raises(ParamError) as err:
+        bad = content_for(data.n_items)
+        bad[0, 0] = float("nan")
+        cls(**fast(name)).fit(data, item_features=bad, progress=False)
+    _names_arg(err.value, "item_features")
+    model = fitted(name)
+    blocks = model.parameter_blocks()
+    assert "item_content" in blocks and blocks["item_content"].shape[0] == data.n_items
+    shifted = {"item_content": torch.ones_like(blocks["item_content"])}
+    assert not torch.allclose(all_scores(model), all_scores(model, perturbation=shifted))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from advrec.metric_names import ALL_METRICS, RANK_METRICS
 
 MODELS = ("itempop", "bprmf", "apr", "userknn", "itemknn", "mf", "cfgan", "irgan", "lightgcn",
-          "neumf", "gmf", "mlp", "multvae", "multdae", "cdae", "acae", "iautorec", "uautorec")
+          "neumf", "gmf", "mlp", "multvae", "multdae", "cdae", "acae", "iautorec", "uautorec",
+          "vbpr", "amr")
 PERTURBATIONS = ("fgsm", "random", "pgd")  # attacks on a trained model's parameters
 NORMS = ("l2", "linf")
 TARGET_MODES = ("push", "nuke")  # targeted parameter attacks
@@ -36,9 +37,13 @@ PROTOCOLS = ("full", "sampled")
 SIGNIFICANCE_TESTS = ("ttest", "wilcoxon")
 EXECUTORS = ("local", "ray")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
+CONTENT_ATTACKS = ("taamr",)  # attacks on the items' images (content), not on parameters
+IMAGE_ATTACK_METHODS = ("pgd", "fgsm")  # how TAaMR perturbs the pixels
+IMAGE_DEFENSES = ("none", "jpeg", "bit_depth")  # input transformations of attacked images
 
-__all__ = ["ALL_METRICS", "CERTIFIED", "CLASSIFIERS", "DEFENSES", "DETECTORS", "EXECUTORS",
-           "FORMATS", "INJECTION_ATTACKS", "INTENTS", "MODELS", "NORMS", "OPTIMIZERS",
+__all__ = ["ALL_METRICS", "CERTIFIED", "CLASSIFIERS", "CONTENT_ATTACKS", "DEFENSES", "DETECTORS",
+           "EXECUTORS", "FORMATS", "IMAGE_ATTACK_METHODS", "IMAGE_DEFENSES", "INJECTION_ATTACKS",
+           "INTENTS", "MODELS", "NORMS", "OPTIMIZERS",
            "PERTURBATIONS", "POISONING_ATTACKS", "PROFILE_FILE", "PROTOCOLS",
            "RANK_METRICS", "ROBUST_TRAINING", "SHILLING_ATTACKS", "SIGNIFICANCE_TESTS", "SPLITS",
            "TARGET_MODES", "TARGET_STRATEGIES", "UNSEEN", "VALIDATION_SPLITS"]

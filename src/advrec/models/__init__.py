@@ -21,8 +21,9 @@ from advrec.models.mf import MF
 from advrec.models.multvae import MultDAE, MultVAE
 from advrec.models.neumf import GMF, MLP, NeuMF
 from advrec.models.registry import MODELS, get_model, load_model
+from advrec.models.vbpr import AMR, VBPR
 
 __all__ = ["ACAE", "APR", "BPRMF", "CAPABILITIES", "CDAE", "CFGAN", "GMF", "IRGAN", "MF", "MLP",
            "MODELS", "Capabilities", "IAutoRec", "ItemKNN", "ItemPop", "LightGCN", "MultDAE",
-           "MultVAE", "NeuMF", "Recommender", "UAutoRec", "UserKNN", "capability_problems",
-           "check_request", "get_model", "load_model", "resolve_device"]
+           "MultVAE", "NeuMF", "Recommender", "UAutoRec", "UserKNN", "VBPR", "AMR",
+           "capability_problems", "check_request", "get_model", "load_model", "resolve_device"]

@@ -392,6 +392,8 @@ FIT_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks": (lambda v: isinstance(v, (list, tuple)), "a list of callbacks"),
     "checkpoint_dir": (lambda v: v is None or _is_folder_name(v), "a folder name or None"),
     "resume": (lambda v: isinstance(v, bool), "true or false"),
+    "item_features": (lambda v: v is not None,
+                      "an ItemFeatures or an (n_items, d) float array"),
 }
 
 #: The capabilities a model can be asked for (:func:`check_request`, :meth:`Recommender.supports`).

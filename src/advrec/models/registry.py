@@ -21,11 +21,12 @@ from advrec.models.lightgcn import LightGCN
 from advrec.models.mf import MF
 from advrec.models.multvae import MultDAE, MultVAE
 from advrec.models.neumf import GMF, MLP, NeuMF
+from advrec.models.vbpr import AMR, VBPR
 from advrec.validation import plain
 
 MODELS.update({m.name: m for m in (ItemPop, BPRMF, APR, UserKNN, ItemKNN, MF, CFGAN, IRGAN,
                                           LightGCN, NeuMF, GMF, MLP, MultVAE, MultDAE, CDAE, ACAE,
-                                          IAutoRec, UAutoRec)})
+                                          IAutoRec, UAutoRec, VBPR, AMR)})
 
 
 def get_model(name: str) -> type[Recommender]:

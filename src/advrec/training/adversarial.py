@@ -44,8 +44,15 @@ class AdversarialRegularizer:
         if unknown:
             raise ConfigError(f"unknown parameter block(s) {sorted(unknown)}; "
                               f"the model has {sorted(tables)}")
-        grads = torch.autograd.grad(self._ranking_loss(module, batch, clean_loss),
-                                    [tables[b] for b in self.blocks], retain_graph=True)
+        fixed = [b for b in self.blocks if not tables[b].requires_grad]
+        if fixed:  # content features are not trained: differentiate at a zero Δ on them
+            zeros = {b: torch.zeros_like(tables[b], requires_grad=True) for b in fixed}
+            loss = module.loss(batch, perturbation=zeros, l2=False)
+            leaves = [zeros[b] if b in zeros else tables[b] for b in self.blocks]
+            grads = torch.autograd.grad(loss, leaves)
+        else:
+            grads = torch.autograd.grad(self._ranking_loss(module, batch, clean_loss),
+                                        [tables[b] for b in self.blocks], retain_graph=True)
         return {b: fgsm_direction(g, self.eps, self.norm).detach()
                 for b, g in zip(self.blocks, grads, strict=True)}
 

@@ -198,8 +198,9 @@ def test_print_table_with_a_long_label_fits_80_columns(narrow):
 # ----------------------------------------------------------------------------- advrec list
 LISTED = {
     "models": V.MODELS,
-    "attacks": (*V.PERTURBATIONS, *V.INJECTION_ATTACKS),
-    "defenses": (*V.DEFENSES, *V.ROBUST_TRAINING, *V.CERTIFIED),
+    "attacks": (*V.PERTURBATIONS, *V.INJECTION_ATTACKS, *V.CONTENT_ATTACKS),
+    "defenses": (*V.DEFENSES, *V.ROBUST_TRAINING, *V.CERTIFIED,
+                 *(d for d in V.IMAGE_DEFENSES if d != "none")),
     "metrics": V.ALL_METRICS,
 }
 

@@ -87,7 +87,8 @@ def test_examples_validate():
     for name, cells in (("handson.yaml", 9), ("robustness-sweep.yaml", 78),
                         ("deep-victims.yaml", 8 * 9),
                         ("poisoning.yaml", 5 * (1 + 9 * 3)),
-                        ("poisoning-defences.yaml", 2 * (1 + 3 * 4)),
+                        ("poisoning-defences.yaml", 2 * (1 + 3 * 5)),
+                        ("content.yaml", 1 + 2 * (1 + 2 * 4 + 2 * 3 * 2)),
                         ("aush-filmtrust.yaml", 3 * (1 + 4 * 2)),
                         ("aush-automotive.yaml", 3 * (1 + 4 * 2))):
         config = load_config(REPO / "examples" / name)

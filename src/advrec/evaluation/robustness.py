@@ -94,3 +94,20 @@ def target_hit_ratio(scorer, train: Interactions, targets, k: int = 10,
 
 def sweep_rows(outcomes: Sequence[AttackOutcome]) -> list[dict]:
     return [o.row() for o in outcomes]
+
+
+def category_hit_ratio(scorer, evaluator: Evaluator, in_category, ks: Sequence[int] = (10,)
+                       ) -> dict[str, float]:
+    """Category hit ratio@k (TAaMR, Di Noia et al., DSN-W'20): the share of the top-k slots of
+    the evaluator's users (training items excluded) that items of one category fill, averaged
+    over users; ``in_category`` is a boolean mask over items. One top-k pass at the largest k."""
+    mask = np.asarray(in_category, dtype=bool).reshape(-1)
+    if mask.shape[0] != evaluator.n_items:
+        raise ConfigError(f"in_category has {mask.shape[0]} entries, the data "
+                          f"{evaluator.n_items} items")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"ks must be positive cut-offs, got {ks}")
+    top = evaluator.top_k(scorer, ks[-1])
+    hits = np.where(top >= 0, mask[np.clip(top, 0, None)], False)
+    return {f"chr@{k}": float(hits[:, :k].mean()) for k in ks}

@@ -12,7 +12,7 @@ from typing import Any
 
 from advrec.errors import ParamError
 from advrec.validation import plain
-from advrec.vocabulary import CERTIFIED, ROBUST_TRAINING
+from advrec.vocabulary import CERTIFIED, CONTENT_ATTACKS, ROBUST_TRAINING
 
 KINDS = ("models", "attacks", "defenses", "metrics", "datasets")
 SKIPPED = ("self", "seed", "device")  # parameters every entry takes: not listed per entry
@@ -84,6 +84,8 @@ def _models() -> list[Entry]:
             notes.append(f"warm start from: {', '.join(caps.warm_start)}")
         if caps.rating_prediction:
             notes.append("predicts ratings")
+        if caps.content_features:
+            notes.append("uses item content features (data.content)")
         out.append(Entry(name, "model", first_line(cls),
                          {k: v for k, v in cls._param_defaults().items() if k not in SKIPPED},
                          tuple(notes)))
@@ -117,6 +119,14 @@ def _attacks() -> list[Entry]:
             kind = "shilling attack"
             notes = ("injects fake profiles into the training data",)
         out.append(Entry(name, kind, first_line(cls), params, notes))
+    from advrec.attacks.content import taamr
+
+    for name in CONTENT_ATTACKS:
+        out.append(Entry(name, "content attack", first_line(taamr),
+                         _signature_params(taamr, ("encoder", "images", "target_class", "items",
+                                                   "source_class", "progress")),
+                         ("Di Noia, Malitesta & Merra, DSN-W 2020; perturbs item images, "
+                          "experiment files: content_attacks",)))
     return out
 
 
@@ -154,6 +164,13 @@ def _defenses() -> list[Entry]:
         func, note = robust[name]
         out.append(Entry(name, "robust training", first_line(func),
                          _signature_params(func, ("fit", "data", "seed", "surrogate")), (note,)))
+    from advrec.defenses.images import jpeg_compress, reduce_bit_depth
+
+    for name, func in (("jpeg", jpeg_compress), ("bit_depth", reduce_bit_depth)):
+        out.append(Entry(name, "image transformation", first_line(func),
+                         _signature_params(func, ("images",)),
+                         ("Anelli et al., SIGIR 2021 (input defences of visual recommenders); "
+                          "experiment files: content_attacks.transform",)))
     from advrec.defenses.pore import PORE
 
     for name in CERTIFIED:

@@ -27,8 +27,11 @@ from advrec.validation import plain
 from advrec.vocabulary import (
     ALL_METRICS,
     CERTIFIED,
+    CONTENT_ATTACKS,
     DEFENSES,
     EXECUTORS,
+    IMAGE_ATTACK_METHODS,
+    IMAGE_DEFENSES,
     INJECTION_ATTACKS,
     INTENTS,
     NORMS,
@@ -61,9 +64,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+class ContentConfig(_Strict):
+    """The items' content features (``data.content``): ``images`` (a folder of one image per
+    item, named by ``pattern`` from the raw item id, through the pretrained ``encoder``), a
+    feature ``file`` (.npy or .safetensors, one row per item) or ``tags`` (a TAB-separated file of
+    ``item<TAB>tag|tag|…`` lines, multi-hot). ``ml-1m-posters`` brings its posters by default."""
+
+    source: Literal["images", "file", "tags"]
+    path: str
+    pattern: str = "{id}.jpg"
+    encoder: Literal["efficientnet-lite0"] = "efficientnet-lite0"
+    batch_size: int = Field(64, ge=1, le=4096)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        if v.count("{id}") != 1 or "/" in v or "\\" in v or ".." in v:
+            raise ValueError(f"must name a file in the folder with one '{{id}}' for the raw item "
+                             f"id, e.g. '{{id}}.jpg', got {v!r}")
+        return v
+
+
 class DataConfig(_Strict):
     """The data recipe (see `advrec.data.DataSpec`): a registered data set, or your own file
-    (``path`` + ``format``, optionally ``test_path`` for a predefined split)."""
+    (``path`` + ``format``, optionally ``test_path`` for a predefined split); ``content``: the
+    items' content features, for the models that use them (VBPR, AMR)."""
 
     dataset: str = "movielens-500"
     path: str | None = None
@@ -79,6 +104,7 @@ class DataConfig(_Strict):
     min_user_count: int = Field(0, ge=0)
     min_item_count: int = Field(0, ge=0)
     fold: str | None = None
+    content: ContentConfig | None = None
 
     def identity(self) -> dict[str, Any]:
         """What model and cell keys hash of the recipe: the own-file keys only when a file is
@@ -87,6 +113,14 @@ class DataConfig(_Strict):
         if self.path is None:
             for k in ("path", "format", "test_path", "options", "unseen"):
                 raw.pop(k)
+        if self.content is None:
+            raw.pop("content")
+        return raw
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The fields of the interactions' recipe (`advrec.data.DataSpec`): all but content."""
+        raw = self.model_dump()
+        raw.pop("content")
         return raw
 
     @model_validator(mode="before")
@@ -186,6 +220,37 @@ class AttackConfig(_Strict):
             if not isinstance(b, str) or not b:
                 raise ValueError(f"expected a block name, got {b!r}")
         return v  # names are checked against the models' blocks by check_config
+
+
+class ContentAttackConfig(_Strict):
+    """An attack on the items' images (TAaMR): the images of the ``source`` class's items are
+    perturbed (``method`` pgd or fgsm, L∞ ``eps`` in 0–255 units, ``steps`` PGD steps) so that
+    the CNN sees the ``target`` class; their features are re-extracted, after the image defence
+    ``transform`` (none, jpeg, bit_depth; ``transform_params`` per name, e.g. ``{jpeg: {quality:
+    75}}``). Classes are ImageNet class
+    names or indices, or ``auto`` (source: the least popular of the frequent visual classes,
+    target: the most popular). ``max_items``: attack at most that many of the source's items
+    (the first by item id). List-valued ``method``/``eps``/``transform`` expand."""
+
+    attack: Literal[CONTENT_ATTACKS] = "taamr"
+    method: Literal[IMAGE_ATTACK_METHODS] | list[Literal[IMAGE_ATTACK_METHODS]] = "pgd"
+    eps: float | list[float] = Field(default_factory=lambda: [4.0, 8.0, 16.0])
+    steps: int = Field(10, ge=1, le=1000)
+    source: str | int = "auto"
+    target: str | int = "auto"
+    max_items: int | None = Field(None, ge=1)
+    min_class_items: int = Field(10, ge=1)
+    transform: Literal[IMAGE_DEFENSES] | list[Literal[IMAGE_DEFENSES]] = "none"
+    transform_params: dict[Literal[IMAGE_DEFENSES], dict[str, Any]] = Field(default_factory=dict)
+    examples: int = Field(3, ge=0, le=12)
+
+    @field_validator("eps")
+    @classmethod
+    def _pixel_eps(cls, v):
+        for e in v if isinstance(v, list) else [v]:
+            if not 0 < e <= 255:
+                raise ValueError(f"eps is in 0-255 pixel units (e.g. 4, 8, 16); got {e}")
+        return v
 
 
 def _require_known(value: str | list[str], allowed: Iterable[str], what: str) -> None:
@@ -372,6 +437,7 @@ class ExperimentConfig(_Strict):
     attacks: list[AttackConfig] = Field(default_factory=list)
     shilling: list[ShillingConfig] = Field(default_factory=list)
     defenses: list[DefenseConfig] = Field(default_factory=list)
+    content_attacks: list[ContentAttackConfig] = Field(default_factory=list)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
     device: str | None = "cpu"
@@ -651,8 +717,54 @@ def check_config(config: ExperimentConfig, source: str = "experiment") -> None:
     except ConfigError as exc:
         problems.append(("device", str(exc)))
     _check_data(config.data, problems)
+    _check_content(config, problems)
     if problems:
         raise ConfigError(join_problems(source, problems))
+
+
+def _check_content(config: ExperimentConfig, problems: list[tuple[str, str]]) -> None:
+    """Content-aware models and content attacks have the content they need; its files exist;
+    the image defences' parameters are theirs."""
+    from advrec.models import get_model
+
+    content = config.data.content
+    posters = config.data.path is None and config.data.dataset == "ml-1m-posters"
+    users = [i for i, m in enumerate(config.models)
+             if get_model(m.name).capabilities.content_features]
+    if content is None and not posters:
+        for i in users:
+            problems.append((f"models.{i}", f"{config.models[i].name} needs the items' content "
+                                            f"features: give data.content (images, file or "
+                                            f"tags) or use the data set ml-1m-posters"))
+    if content is not None:
+        where = Path(content.path)
+        if content.source == "images" and not where.is_dir():
+            problems.append(("data.content.path", f"{content.path}: no such folder of images"))
+        elif content.source != "images" and not where.is_file():
+            problems.append(("data.content.path", f"{content.path}: no such file"))
+    if not config.content_attacks:
+        return
+    if content is not None and content.source != "images":
+        problems.append(("data.content.source", f"content_attacks perturb images, but the "
+                                                f"content comes from a {content.source}; give "
+                                                f"source: images"))
+    if not users:
+        problems.append(("content_attacks", "no model of this file uses content features: add "
+                                            "vbpr or amr"))
+    import numpy as np
+
+    from advrec.defenses.images import transform
+
+    for j, a in enumerate(config.content_attacks):
+        names = a.transform if isinstance(a.transform, list) else [a.transform]
+        for name in (n for n in names if n != "none"):
+            try:
+                transform(name, np.zeros((1, 8, 8, 3), np.uint8),
+                          **a.transform_params.get(name, {}))
+            except AdvrecError as exc:
+                problems.append((f"content_attacks.{j}.transform_params", str(exc)))
+            except TypeError as exc:
+                problems.append((f"content_attacks.{j}.transform_params", str(exc)))
 
 
 def _check_data(data: DataConfig, problems: list[tuple[str, str]]) -> None:

@@ -33,7 +33,10 @@ class Context:
         self._clean: dict[str, Any] = {}
         self._clean_targets: dict[str, Any] = {}
         self._certificates: dict[str, dict] = {}  # PORE's clean certificate, per seed × options
-        self._spec = lambda seed: DataSpec(**config.data.model_dump(), seed=seed)
+        self._content: dict[int, Any] = {}
+        self._content_attacks: dict[str, Any] = {}
+        self._clean_chr: dict[str, dict] = {}
+        self._spec = lambda seed: DataSpec(**config.data.spec_fields(), seed=seed)
         self._prepare = prepare
 
     def parts(self, seed: int):
@@ -89,6 +92,8 @@ class Context:
             parent = (self.train(parent_job, plan_, data, poisoned)[0] if poisoned
                       else self.obtain(parent_job, plan_)[0])
             fit_kw["init_from"] = parent
+        if cls.capabilities.content_features:
+            fit_kw["item_features"] = self.content(job.seed)
         model = cls(**params)
         if "valid" in cls.capabilities.fit_options and "validate" not in fit_kw:
             from advrec.evaluation import holdout_validation
@@ -97,6 +102,46 @@ class Context:
         t0 = time.perf_counter()
         model.fit(data, **fit_kw)
         return model, time.perf_counter() - t0
+
+    def content(self, seed: int):
+        """The ``ItemFeatures`` of the seed's training items (``data.content``), built once
+        (image features are also cached on disk by the image set's hash)."""
+        from advrec.experiments.content import content_source, item_features
+
+        if seed not in self._content:
+            recipe = content_source(self.config)
+            if recipe is None:
+                raise ConfigError("data.content: a content-aware model (vbpr, amr) needs the "
+                                  "items' content features; give data.content")
+            self._content[seed] = item_features(recipe, self.parts(seed).train,
+                                                device=self.config.device,
+                                                progress=self.fit_progress)
+        return self._content[seed]
+
+    def content_attacked(self, seed: int, attack: dict[str, Any]):
+        """One content-attack variant's outcome on the seed's items (run once, shared by the
+        models: the attack is on the CNN)."""
+        from advrec.experiments.content import attack_content, content_source
+
+        key = canonical_hash({"seed": seed, "content_attack": attack})
+        if key not in self._content_attacks:
+            self._content_attacks[key] = attack_content(
+                content_source(self.config), self.content(seed), self.parts(seed).train, attack,
+                seed, device=self.config.device, progress=self.fit_progress)
+        return self._content_attacks[key]
+
+    def clean_category_hit_ratio(self, job: ModelJob, model, in_category, ks) -> dict:
+        """The category hit ratio of ``job``'s clean model (once per category)."""
+        import numpy as np
+
+        from advrec.evaluation.robustness import category_hit_ratio
+
+        key = canonical_hash({"job": job.key, "items": np.flatnonzero(in_category).tolist(),
+                              "ks": list(ks)})
+        if key not in self._clean_chr:
+            self._clean_chr[key] = category_hit_ratio(model, self.evaluator(job.seed),
+                                                      in_category, ks)
+        return self._clean_chr[key]
 
     def evaluator(self, seed: int):
         """The evaluator of the seed's split (clean training items masked)."""

@@ -15,6 +15,7 @@ from advrec.errors import ConfigError
 from advrec.experiments.cells import Cell, CellResult, Condition, ModelJob, Plan
 from advrec.experiments.config import (
     AttackConfig,
+    ContentAttackConfig,
     DefenseConfig,
     ExperimentConfig,
     ShillingConfig,
@@ -326,8 +327,75 @@ def defense_options(entry: DefenseConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- registry
+# ---------------------------------------------------------------------------- content attacks
+class ContentAttack(Scenario):
+    """An attack on the items' images (TAaMR): the source class's images are perturbed toward
+    the target class, their features re-extracted (after the image defence, if any) and the
+    content-aware model scored with them; the measures are the source category's hit ratio
+    before and after, the attack's success rate and the images' PSNR / SSIM."""
+
+    name = "content"
+    variant_prefix = "content: "
+
+    def conditions(self, config: ExperimentConfig) -> list[Condition]:
+        variants = _unique_variants("content_attacks", [
+            (i, v) for i, entry in enumerate(config.content_attacks)
+            for v in expand(content_axes(entry))])
+        return [Condition(self.name, v) for v in variants]
+
+    def count(self, config: ExperimentConfig) -> int:
+        return sum(grid_size(content_axes(a)) for a in config.content_attacks)
+
+    def applies(self, model_cls: type) -> bool:
+        return model_cls.supports("content_features")
+
+    def describe(self, condition: Condition) -> str:
+        o = condition.options
+        return f"{o['attack']} {o['method']} ε={o['eps']:g}/255 transform={o['transform']}"
+
+    def report_sections(self, data, groups: list) -> list:
+        from advrec.experiments.report_content import content_section
+
+        return [content_section(data, groups)]
+
+    def run(self, ctx, cell: Cell, model, job: ModelJob, plan: Plan) -> CellResult:
+        from advrec.attacks import perturbed_scorer
+        from advrec.evaluation.robustness import category_hit_ratio
+
+        attack = cell.options
+        t0 = time.perf_counter()
+        attacked = ctx.content_attacked(job.seed, attack)
+        t_attack = time.perf_counter() - t0
+        delta = attacked.feature_delta(model)
+        evaluator = ctx.evaluator(job.seed)
+        ks = tuple(ctx.config.evaluation.ks)
+        t1 = time.perf_counter()
+        scorer = perturbed_scorer(model, {"item_content": delta})
+        result = evaluator.evaluate(scorer)
+        before = ctx.clean_category_hit_ratio(job, model, attacked.in_source, ks)
+        after = category_hit_ratio(scorer, evaluator, attacked.in_source, ks)
+        clean = ctx.clean_evaluation(job, model)
+        extra_metrics = {}
+        for k in ks:
+            extra_metrics[f"chr@{k}"] = after[f"chr@{k}"]
+            extra_metrics[f"chr@{k}_before"] = before[f"chr@{k}"]
+        tests = {f"test_{m}": _paired(result, clean, m) for m in clean.per_user}
+        return ctx.result(cell, job, attack=attack["attack"], eps=float(attack["eps"]),
+                          attack_config=attack, evaluation=result, history=[],
+                          extra_metrics=extra_metrics,
+                          timings={"attack_seconds": t_attack,
+                                   "evaluate_seconds": time.perf_counter() - t1},
+                          measures={**attacked.summary(), "tests": tests,
+                                    "examples": attacked.examples})
+
+
+def content_axes(entry: ContentAttackConfig) -> dict[str, Any]:
+    """A content-attack entry's options, list-valued ones (method, eps, transform) as axes."""
+    return entry.model_dump()
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (CleanEvaluation(), ParameterAttack(),
-                                                      Injection())}
+                                                      Injection(), ContentAttack())}
 """Every scenario by name, in the order cells are planned for each model."""
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,10 +124,16 @@ def auto_classes(categories: np.ndarray, popularity: np.ndarray, min_items: int
     return int(frequent[np.argmin(mean)]), int(frequent[np.argmax(mean)])
 
 
+TRANSFORM_KEYS = ("transform", "transform_params", "examples")  # what the pixel attack ignores
+
+
 def attack_content(recipe: dict[str, Any], features, train, attack: dict[str, Any], seed: int,
-                   device: str | None = None, progress: bool | None = False) -> AttackedContent:
+                   device: str | None = None, progress: bool | None = False,
+                   cache: dict | None = None) -> AttackedContent:
     """Run one TAaMR variant on ``train``'s items: choose the classes, attack the source
-    items' images, apply the image defence, re-extract their features."""
+    items' images, apply the image defence, re-extract their features. ``cache`` (a dict)
+    keeps the pixel attack of each variant, so variants that differ only in the image defence
+    attack once."""
     from advrec.attacks.content import taamr
     from advrec.data.images import load_images
     from advrec.defenses.images import transform
@@ -152,10 +159,17 @@ def attack_content(recipe: dict[str, Any], features, train, attack: dict[str, An
                           f"{names[source]!r}")
     if attack["max_items"] is not None:
         items = items[:attack["max_items"]]
-    images = load_images(image_set(recipe, train), items)
     encoder = ImageEncoder(recipe["encoder"], device=device)
-    res = taamr(encoder, images, target, method=attack["method"], eps=attack["eps"],
-                steps=attack["steps"], seed=seed, progress=progress)
+    key = json.dumps([seed, recipe, source, target, items.tolist(),
+                      {k: v for k, v in attack.items() if k not in TRANSFORM_KEYS}],
+                     sort_keys=True, default=str)
+    res = None if cache is None else cache.get(key)
+    if res is None:
+        images = load_images(image_set(recipe, train), items)
+        res = taamr(encoder, images, target, method=attack["method"], eps=attack["eps"],
+                    steps=attack["steps"], seed=seed, progress=progress)
+        if cache is not None:
+            cache[key] = res
     shown = res.images
     new_features, new_top1 = res.features, res.top1
     if attack["transform"] != "none":

@@ -36,6 +36,7 @@ class Context:
         self._content: dict[int, Any] = {}
         self._content_attacks: dict[str, Any] = {}
         self._clean_chr: dict[str, dict] = {}
+        self._pixel_attacks: dict[str, Any] = {}  # TAaMR results, shared across image defences
         self._spec = lambda seed: DataSpec(**config.data.spec_fields(), seed=seed)
         self._prepare = prepare
 
@@ -127,7 +128,8 @@ class Context:
         if key not in self._content_attacks:
             self._content_attacks[key] = attack_content(
                 content_source(self.config), self.content(seed), self.parts(seed).train, attack,
-                seed, device=self.config.device, progress=self.fit_progress)
+                seed, device=self.config.device, progress=self.fit_progress,
+                cache=self._pixel_attacks)
         return self._content_attacks[key]
 
     def clean_category_hit_ratio(self, job: ModelJob, model, in_category, ks) -> dict:

@@ -32,6 +32,21 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _compiled_kernels():
+    """Compile the numba kernels before the first test, so that the one-time compile notice
+    (advrec._lazy.compile_once) never lands in a test's captured stderr."""
+    from advrec._lazy import compile_once
+    from advrec.data import sampling_kernels
+    from advrec.evaluation import ranking_kernels
+    from advrec.training import bpr_kernel
+
+    compile_once("the BPR-MF CPU epoch", [bpr_kernel.bpr_epoch], bpr_kernel.warm_up)
+    compile_once("the negative sampler", [sampling_kernels.bitmap_member], sampling_kernels.warm_up)
+    compile_once("the full-ranking counter", [ranking_kernels.candidates_at_least],
+                 ranking_kernels.warm_up)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _state_dir(tmp_path_factory):
     """advrec's record of the files it wrote (for --overwrite) lives in a temporary folder."""
     os.environ["ADVREC_STATE_DIR"] = str(tmp_path_factory.mktemp("advrec-state"))

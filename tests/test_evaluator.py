@@ -169,6 +169,11 @@ def test_chunked_evaluator_matches_naive_reference(case):
     assert_matches(res, users, expected)
     for k in ks:
         assert res.summary[f"coverage@{k}"] == pytest.approx(naive_coverage(state, scores, k))
+    # without AUC the counts saturate at the largest cut-off (4 < most rows' item counts here)
+    top_only = Evaluator(train, test, ks=(1, 2, 4), chunk_size=chunk, coverage=False,
+                         metrics=("hr", "ndcg", "precision", "recall", "mrr", "map"))
+    for name, values in top_only.evaluate(fixed(scores)).per_user.items():
+        np.testing.assert_array_equal(values, res.per_user[name], err_msg=name)
     other = Evaluator(train, test, ks=ks, chunk_size=256, coverage=False).evaluate(fixed(scores))
     for name, values in other.per_user.items():
         # equal up to the order of float64 sums, which vectorised reductions pick by chunk shape
@@ -284,7 +289,8 @@ def test_score_dtypes_and_layouts_do_not_matter():
 
 @pytest.mark.parametrize("loo", [True, False])
 def test_torch_only_path_matches_numpy_path(monkeypatch, loo):
-    """The GPU code path (torch.sort / torch comparison) run on CPU gives identical results."""
+    """The GPU code path (torch.sort / torch comparison instead of the compiled counter) run on
+    CPU gives identical results."""
     import advrec.evaluation.evaluator as module
 
     state, scores = random_split(loo=loo)
@@ -294,6 +300,7 @@ def test_torch_only_path_matches_numpy_path(monkeypatch, loo):
         with monkeypatch.context() as m:
             m.setattr(module, "_sort_rows", lambda x, inplace=False: torch.sort(x, dim=1).values)
             m.setattr(module, "_count_ge", lambda s, t: (s >= t[:, None]).sum(1))
+            m.setattr(module, "_COUNT_EXACT", 0)
             res = ev.evaluate(fixed(scores))
         assert res.summary == ref.summary
 

@@ -265,7 +265,7 @@ def test_attack_loss_on_a_hand_checked_batch():
 
 
 # ----------------------------------------------------------------------------- real data
-@pytest.mark.slow
+@pytest.mark.long  # minutes (205 s / 91 s here): run with pytest -m long
 def test_legup_pushes_the_target_on_filmtrust(data_dir, monkeypatch):
     """The paper's FilmTrust setting (Leg-UP run.sh's first target, item 5: 5 ratings in
     train), 50 fake users, 36 fillers, a short schedule: 1 outer epoch of the official 50

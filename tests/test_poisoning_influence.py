@@ -315,7 +315,7 @@ def test_tiny_end_to_end(data):
 
 
 # ----------------------------------------------------------------------------- real data
-@pytest.mark.slow
+@pytest.mark.long  # minutes (205 s / 91 s here): run with pytest -m long
 def test_ml100k_influence_beats_heuristics_on_bprmf(data_dir):
     """HR@10 of five random targets (one attack per target) on a retrained BPR-MF.
 

@@ -139,14 +139,25 @@ def _zeros(tables, blocks) -> Perturbation:
     return {b: torch.zeros_like(tables[b].detach()) for b in blocks}
 
 
-def fgsm(model, train: Interactions, eps: float, blocks: str | Sequence[str] = "both",
-         norm: str = "l2", targets=None, mode: str = "push", seed: int = 0) -> Perturbation:
-    """One fast-gradient step of size ε along ∇J at the trained parameters (APR form per row)."""
-    eps, norm = check_eps(eps), check_norm(norm)
+def fgsm_gradient(model, train: Interactions, blocks: str | Sequence[str] = "both",
+                  targets=None, mode: str = "push", seed: int = 0) -> Perturbation:
+    """∇J at the trained parameters (Δ = 0): FGSM's direction before its scaling. It does not
+    depend on ε, so an ε sweep computes it once and gives it to :func:`fgsm`."""
     tables, blocks = _blocks(model, blocks)
     objective = AttackObjective(model, train, targets, mode, seed)
     grads, _ = objective.gradient(_zeros(tables, blocks))
-    return {b: fgsm_direction(g, eps, norm) for b, g in grads.items()}
+    return grads
+
+
+def fgsm(model, train: Interactions, eps: float, blocks: str | Sequence[str] = "both",
+         norm: str = "l2", targets=None, mode: str = "push", seed: int = 0,
+         gradient: Perturbation | None = None) -> Perturbation:
+    """One fast-gradient step of size ε along ∇J at the trained parameters (APR form per row);
+    ``gradient``: that ∇J from :func:`fgsm_gradient` with the same options, if already known."""
+    eps, norm = check_eps(eps), check_norm(norm)
+    if gradient is None:
+        gradient = fgsm_gradient(model, train, blocks, targets, mode, seed)
+    return {b: fgsm_direction(g, eps, norm) for b, g in gradient.items()}
 
 
 def random_perturbation(model, eps: float, blocks: str | Sequence[str] = "both",
@@ -183,7 +194,8 @@ def pgd(model, train: Interactions, eps: float, blocks: str | Sequence[str] = "b
 def perturb(model, train: Interactions, method: str, eps: float, **kwargs) -> Perturbation:
     """Dispatch by name: ``fgsm``, ``random`` or ``pgd`` (options as the functions take)."""
     if method == "fgsm":
-        return fgsm(model, train, eps, **_only(kwargs, "blocks", "norm", "targets", "mode", "seed"))
+        return fgsm(model, train, eps, **_only(kwargs, "blocks", "norm", "targets", "mode", "seed",
+                                               "gradient"))
     if method == "random":
         return random_perturbation(model, eps, **_only(kwargs, "blocks", "norm", "seed"))
     if method == "pgd":

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from advrec._lazy import lazy
+from advrec._lazy import compile_once, lazy
 from advrec.data._args import check_data, check_seed, internal_ids
 from advrec.data.interactions import Interactions
 from advrec.errors import DataError, ParamError
@@ -140,7 +140,9 @@ class UniformSampler:
                      shape: tuple[int, ...] | None = None) -> np.ndarray:
         from advrec.data.sampling_kernels import bitmap_member as _bitmap_member
         from advrec.data.sampling_kernels import segment_member as _segment_member
+        from advrec.data.sampling_kernels import warm_up
 
+        compile_once("the negative sampler", [_bitmap_member, _segment_member], warm_up)
         users = np.ascontiguousarray(users, dtype=np.int64)
         items = np.ascontiguousarray(items, dtype=np.int64)
         if shape is None:

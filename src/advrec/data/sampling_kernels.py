@@ -32,3 +32,11 @@ def segment_member(keys, starts, counts, users, items, n_items):
                 hi = mid
         out[q] = lo < starts[u] + counts[u] and keys[lo] == target
     return out
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) both membership tests."""
+    one = np.zeros(1, np.int64)
+    query = np.broadcast_to(one, (1,))  # read-only, as the sampler's queries are
+    bitmap_member(np.zeros(1, np.uint8), query, query, np.int64(1))
+    segment_member(one, one, one, query, query, np.int64(1))

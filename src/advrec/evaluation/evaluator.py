@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from advrec._lazy import lazy
+from advrec._lazy import compile_once, lazy
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
 from advrec.evaluation.metrics import ALL_METRICS, PAD, check_ks, rank_metrics
@@ -29,6 +29,7 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]
 
 
 _NEG_BLOCK = 1024  # users per block when sampling negatives: fixed, so chunk_size cannot matter
+_COUNT_EXACT = 2**24  # the compiled counter sums in float32: exact below this many items
 
 
 # ----------------------------------------------------------------------------- result
@@ -142,6 +143,18 @@ class _Chunk:
     covered: torch.Tensor | None = None
 
 
+_pools: dict[int, Any] = {}
+
+
+def _pool(threads: int):
+    """A process-wide thread pool of that size (the compiled counter runs GIL-free in it)."""
+    if threads not in _pools:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="advrec-eval")
+    return _pools[threads]
+
+
 def _sort_rows(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Ascending sort of each row; on CPU through NumPy's SIMD sort (~20x faster than torch's)."""
     if x.device.type != "cpu":
@@ -253,6 +266,8 @@ class Evaluator:
         self._train = train.binary_csr[self._run_users]
         self._test = test.binary_csr[self._run_users]
         self._pairs: dict[torch.device, tuple[_Pairs, _Pairs]] = {}
+        self._csr = tuple((m.indptr.astype(np.int64), m.indices.astype(np.int64))
+                          for m in (self._train, self._test))
         self._negatives = self._sample_negatives() if protocol == "sampled" else None
 
     # ------------------------------------------------------------------ public
@@ -360,6 +375,14 @@ class Evaluator:
         rows, cols, _ = train.chunk(start, stop)
         n_train = train.counts_t[start:stop]
         n_neg = self.n_items - n_train - n_rel
+        if scores.device.type == "cpu" and self.n_items < _COUNT_EXACT:
+            counts, positions = self._count_candidates(scores, rel, n_rel, start, stop)
+            covered = None
+            if self.coverage:
+                masked = scores.clone()
+                masked[rows, cols] = -torch.inf
+                covered = self._covered(masked, _kth_largest(masked, self.ks))
+            return _Chunk(positions, counts, n_neg, covered)
         if width == 1:  # leave-one-out: one comparison pass, no sort
             train_ge = (scores[rows, cols] >= rel[rows, 0]).to(torch.int64)
             counts = _count_ge(scores, rel[:, 0]).to(scores.device).index_add_(
@@ -381,6 +404,40 @@ class Evaluator:
             kth = [cand_sorted[:, n - k] if k < n else None for k in self.ks]
             covered = self._covered(masked, kth)
         return _Chunk(positions, counts, n_neg, covered)
+
+    def _count_candidates(self, scores: torch.Tensor, rel: torch.Tensor, n_rel: torch.Tensor,
+                          start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Non-relevant candidates scoring ``>=`` each test item and its position (CPU): one
+        compiled comparison pass per test item, training and test items subtracted, no sort and
+        no copy of the scores (:mod:`advrec.evaluation.ranking_kernels`). Without AUC a count
+        stops at the largest cut-off (a position beyond it is only known to be beyond it)."""
+        from advrec.evaluation.ranking_kernels import candidates_at_least, warm_up
+
+        compile_once("the full-ranking counter", [candidates_at_least], warm_up)
+        rel_desc = torch.sort(rel, dim=1, descending=True).values  # -inf pads go last
+        out = np.zeros(rel_desc.shape, np.int64)
+        tr, te = self._csr
+        s_np, r_np, n_np = scores.numpy(), rel_desc.numpy(), n_rel.numpy()
+        # without AUC only positions below the largest cut-off matter: counts may saturate there
+        cap = 0 if "auc" in self.metrics else max(self.ks)
+
+        def rows(lo: int, hi: int) -> None:  # the kernel releases the GIL: threads share a chunk
+            candidates_at_least(s_np[lo:hi], r_np[lo:hi], n_np[lo:hi], tr[0], tr[1], te[0], te[1],
+                                start + lo, cap, out[lo:hi])
+
+        threads = max(1, min(torch.get_num_threads(), len(out) // 16))
+        if threads == 1:
+            rows(0, len(out))
+        else:
+            work = np.cumsum(n_np + 1)  # a row costs about one pass per test item
+            cuts = np.searchsorted(work, np.linspace(0, work[-1], threads + 1)[1:-1])
+            cuts = np.concatenate([[0], cuts, [len(out)]])
+            list(_pool(threads).map(rows, cuts[:-1], cuts[1:]))
+        counts = torch.from_numpy(out).to(torch.float64)
+        slot = torch.arange(rel.shape[1])
+        valid = slot[None, :] < n_rel[:, None]
+        counts = torch.where(valid, counts, PAD)
+        return counts, counts + slot.to(torch.float64)
 
     def _covered(self, masked: torch.Tensor, kth: list[torch.Tensor | None]) -> torch.Tensor:
         """``[len(ks), n_items]``: items scoring at least some user's k-th best candidate score.

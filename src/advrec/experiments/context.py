@@ -37,6 +37,7 @@ class Context:
         self._content_attacks: dict[str, Any] = {}
         self._clean_chr: dict[str, dict] = {}
         self._pixel_attacks: dict[str, Any] = {}  # TAaMR results, shared across image defences
+        self._fgsm: dict[str, Any] = {"job": None, "grads": {}}  # the current model's ∇J
         self._spec = lambda seed: DataSpec(**config.data.spec_fields(), seed=seed)
         self._prepare = prepare
 
@@ -280,6 +281,24 @@ class Context:
                                 "T": model.T, "s": model.s, "base": model.base,
                                 "seconds": time.perf_counter() - t0}
         return self._certificates[key]
+
+    def fgsm_gradient(self, job: ModelJob, model, options: dict[str, Any]):
+        """FGSM's ∇J for ``job``'s model and these attack options, computed once for all the ε
+        of a sweep (kept for the current model only, so memory stays one gradient per option
+        set)."""
+        from advrec.attacks.perturbation import fgsm_gradient
+
+        wanted = ("blocks", "targets", "mode")
+        given = {k: options[k] for k in wanted if k in options}
+        key = canonical_hash({k: (v.tolist() if hasattr(v, "tolist") else v)
+                              for k, v in given.items()})
+        cache = self._fgsm
+        if cache["job"] != job.key:
+            cache["job"], cache["grads"] = job.key, {}
+        if key not in cache["grads"]:
+            cache["grads"][key] = fgsm_gradient(model, self.parts(job.seed).train, seed=job.seed,
+                                                **given)
+        return cache["grads"][key]
 
     def clean_evaluation(self, job: ModelJob, model):
         """The evaluation of ``job``'s clean model (computed once; shilling cells compare to it)."""

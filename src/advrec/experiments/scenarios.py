@@ -138,6 +138,8 @@ class ParameterAttack(Scenario):
         options = {k: v for k, v in attack.items() if k not in ("method", "eps", "seed")}
         if "targets" in options:
             options["targets"] = train.item_index(options["targets"])
+        if attack["method"] == "fgsm":  # one gradient for the whole ε sweep
+            options["gradient"] = ctx.fgsm_gradient(job, model, options)
         delta = perturb(model, train, attack["method"], attack["eps"], seed=job.seed, **options)
         result = ctx.evaluator(job.seed).evaluate(perturbed_scorer(model, delta))
         return ctx.result(cell, job, attack=attack["method"], eps=float(attack["eps"]),

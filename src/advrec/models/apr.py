@@ -32,13 +32,15 @@ class APR(AdversarialTraining, BPRMF):
                  optimizer: str = "adagrad", lr: float = 0.05, reg: float = 0.0,
                  init_std: float = 0.01, initial_accumulator: float = 0.1,
                  patience: int | None = None, validate_every: int = 1,
-                 backend: str = "auto", device: str | None = None, seed: int = 0,
+                 backend: str = "auto", threads: int = 1, device: str | None = None,
+                 seed: int = 0,
                  eps: float = 0.5, adv_reg: float = 1.0, adv_start_epoch: int = 0,
                  adv_blocks: Sequence[str] = ("user", "item"), adv_norm: str = "l2"):
         super().__init__(n_factors=n_factors, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, lr=lr, reg=reg, init_std=init_std,
                          initial_accumulator=initial_accumulator, patience=patience,
-                         validate_every=validate_every, backend=backend, device=device,
+                         validate_every=validate_every, backend=backend, threads=threads,
+                         device=device,
                          seed=seed)
         self.eps = eps
         self.adv_reg = adv_reg

@@ -44,8 +44,9 @@ class BPRNet(nn.Module):
         """
         users, pos, neg = batch[0], batch[1], batch[2]
         p = self._rows("user", users, perturbation)
-        qi = self._rows("item", pos, perturbation)
-        qj = self._rows("item", neg, perturbation)
+        # one gather for positives and negatives: one sparse gradient on the item table (two
+        # would be summed as sparse tensors at every step)
+        qi, qj = self._rows("item", torch.cat([pos, neg]), perturbation).split(len(pos))
         loss = F.softplus(-(p * (qi - qj)).sum(-1)).sum()
         if l2 and self.reg > 0:
             clean = (

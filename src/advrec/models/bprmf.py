@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from advrec._lazy import lazy
+import numpy as np
+
+from advrec._lazy import compile_once, lazy
 from advrec.data.interactions import Interactions
 from advrec.data.sampling import UniformSampler
 from advrec.errors import ConfigError, ParamError
@@ -41,11 +43,18 @@ BACKENDS = ("auto", "torch", "numba")
 
 class NumbaBPRRunner:
     """The compiled CPU epoch (see `advrec.training.bpr_kernel`), with APR's term built in when the
-    trainer's adversarial regulariser is switched on for the epoch."""
+    trainer's adversarial regulariser is switched on for the epoch.
 
-    def __init__(self, net: BPRNet, trainer: Trainer):
+    With ``threads > 1`` the epoch's triples are cut into that many contiguous parts, each run by
+    the (GIL-free) kernel in its own thread on the shared tables, lock-free (Hogwild, Niu et al.
+    NeurIPS'11, as implicit's and cornac's multi-threaded BPR): the threads' row updates may
+    interleave, so the result is not bit-reproducible; one thread (the default) is.
+    """
+
+    def __init__(self, net: BPRNet, trainer: Trainer, threads: int = 1):
         from advrec.training import bpr_kernel
 
+        compile_once("the BPR-MF CPU epoch", [bpr_kernel.bpr_epoch], bpr_kernel.warm_up)
         self.kernel = bpr_kernel
         self.net, self.trainer = net, trainer
         n_users, dim = net.user.shape
@@ -55,20 +64,33 @@ class NumbaBPRRunner:
         init = trainer.initial_accumulator
         self.acc_p = torch.full((n_users, dim), init) if adagrad else torch.zeros(1, 1)
         self.acc_q = torch.full((n_items, dim), init) if adagrad else torch.zeros(1, 1)
-        self.work = bpr_kernel.make_workspace(n_users, n_items, dim, trainer.batch_size,
-                                              adversarial=trainer.regularizer is not None)
+        self.threads = max(1, int(threads))
+        self.works = [bpr_kernel.make_workspace(n_users, n_items, dim, trainer.batch_size,
+                                                adversarial=trainer.regularizer is not None)
+                      for _ in range(self.threads)]
 
     def run_epoch(self, sampler: UniformSampler) -> float:
         users, pos, neg = sampler.triples()
         adv = self.trainer.active_regularizer
         eps, reg = (adv.eps, adv.reg) if adv is not None else (0.0, 0.0)
         blocks = adv.blocks if adv is not None else ()
+        P, Q = self.net.user.data.numpy(), self.net.item.data.numpy()
+
+        def part(index: int, lo: int, hi: int) -> float:
+            return self.kernel.bpr_epoch(
+                P, Q, users[lo:hi], pos[lo:hi], neg[lo:hi], self.trainer.batch_size,
+                self.trainer.lr, self.net.reg, self.opt, self.acc_p.numpy(), self.acc_q.numpy(),
+                eps, reg, "user" in blocks, "item" in blocks, self.works[index])
+
+        bounds = np.linspace(0, len(users), self.threads + 1).astype(np.int64)
         with torch.no_grad():
-            total = self.kernel.bpr_epoch(
-                self.net.user.data.numpy(), self.net.item.data.numpy(), users, pos, neg,
-                self.trainer.batch_size, self.trainer.lr, self.net.reg, self.opt,
-                self.acc_p.numpy(), self.acc_q.numpy(), eps, reg,
-                "user" in blocks, "item" in blocks, self.work)
+            if self.threads == 1:
+                total = part(0, 0, len(users))
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(self.threads) as pool:
+                    total = sum(pool.map(part, range(self.threads), bounds[:-1], bounds[1:]))
         return total / max(len(users), 1)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -79,12 +101,110 @@ class NumbaBPRRunner:
         self.acc_q.copy_(state["acc_q"])
 
 
+class TorchBPRRunner:
+    """The PyTorch epoch of BPR-MF and APR (any device): the same maths as the compiled epoch in
+    vectorised tensor ops, with the gradient in closed form on the batch's distinct rows (one
+    gather, one ``index_add`` per table) and Adagrad/SGD stepping those rows only. No autograd,
+    no sparse tensors and no full-size Δ: APR's Δ is :func:`fgsm_direction` of each distinct
+    row's clean gradient, as the regulariser builds it.
+    """
+
+    def __init__(self, net: BPRNet, trainer: Trainer):
+        self.net, self.trainer = net, trainer
+        self.adagrad = trainer.optimizer == "adagrad"
+        init = trainer.initial_accumulator
+        full = (lambda t: torch.full_like(t, init)) if self.adagrad else (
+            lambda t: t.new_zeros(1, 1))
+        self.acc_p, self.acc_q = full(net.user.data), full(net.item.data)
+
+    def run_epoch(self, sampler: UniformSampler) -> float:
+        device = self.net.user.device
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+        adv = self.trainer.active_regularizer
+        with torch.no_grad():
+            for arrays in sampler.batches(self.trainer.batch_size):
+                batch = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+                total += self._step(*batch, adv)  # summed on the device: no sync per batch
+                count += len(arrays[0])
+        return float(total) / max(count, 1)
+
+    def _step(self, users, pos, neg, adv) -> torch.Tensor:
+        from advrec.training.perturbation import fgsm_direction
+
+        P, Q, reg = self.net.user.data, self.net.item.data, float(self.net.reg)
+        n = len(users)
+        rows_u, inv_u = _distinct(users, len(P))
+        rows_i, inv_i = _distinct(torch.cat([pos, neg]), len(Q))
+        p_rows, q_rows = F.embedding(rows_u, P), F.embedding(rows_i, Q)  # row gathers
+        loss, g_p, g_q = _bpr_rows_gradient(p_rows, q_rows, inv_u, inv_i, n, 1.0, True)
+        if adv is not None:
+            blocks = adv.blocks
+            p_adv = (p_rows + fgsm_direction(g_p, adv.eps, adv.norm) if "user" in blocks
+                     else p_rows)
+            q_adv = (q_rows + fgsm_direction(g_q, adv.eps, adv.norm) if "item" in blocks
+                     else q_rows)
+            _, a_p, a_q = _bpr_rows_gradient(p_adv, q_adv, inv_u, inv_i, n, adv.reg, False)
+            g_p += a_p
+            g_q += a_q
+        if reg > 0:
+            cnt_u = torch.bincount(inv_u, minlength=len(rows_u)).to(P.dtype)[:, None]
+            cnt_i = torch.bincount(inv_i, minlength=len(rows_i)).to(Q.dtype)[:, None]
+            loss = loss + reg * ((cnt_u * p_rows.square()).sum() + (cnt_i * q_rows.square()).sum())
+            g_p += 2 * reg * cnt_u * p_rows
+            g_q += 2 * reg * cnt_i * q_rows
+        self._apply(P, self.acc_p, rows_u, p_rows, g_p)
+        self._apply(Q, self.acc_q, rows_i, q_rows, g_q)
+        return loss
+
+    def _apply(self, table, acc, rows, values, grad) -> None:
+        """Adagrad (PyTorch/TensorFlow step) or SGD on the touched rows."""
+        lr = self.trainer.lr
+        if self.adagrad:
+            a = F.embedding(rows, acc).addcmul_(grad, grad)
+            acc.index_copy_(0, rows, a)
+            table.index_copy_(0, rows, values.addcdiv_(grad, a.sqrt_().add_(1e-10), value=-lr))
+        else:
+            table.index_copy_(0, rows, values.add_(grad, alpha=-lr))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"acc_p": self.acc_p, "acc_q": self.acc_q}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.acc_p.copy_(state["acc_p"])
+        self.acc_q.copy_(state["acc_q"])
+
+
+def _bpr_rows_gradient(p_rows, q_rows, inv_u, inv_i, n, scale, with_loss):
+    """(Σ softplus(−x), ∂/∂p_rows, ∂/∂q_rows) of ``scale`` · the batch's BPR loss, x = p_u·(q_i −
+    q_j), with the triples' rows given as indices into the distinct rows."""
+    p = F.embedding(inv_u, p_rows)  # F.embedding: torch's fastest row gather on CPU
+    d = F.embedding(inv_i[:n], q_rows).sub_(F.embedding(inv_i[n:], q_rows))
+    x = torch.bmm(p[:, None, :], d[:, :, None]).view(-1)  # row-wise dots, no [n, d] product
+    loss = F.softplus(-x).sum() if with_loss else None
+    g = (-scale * torch.sigmoid(-x))[:, None]
+    g_p = torch.zeros_like(p_rows).index_add_(0, inv_u, d.mul_(g))
+    gp = p.mul_(g)
+    g_q = torch.zeros_like(q_rows).index_add_(0, inv_i[:n], gp).index_add_(0, inv_i[n:], gp,
+                                                                         alpha=-1)
+    return loss, g_p, g_q
+
+
+def _distinct(index: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the distinct values of ``index`` ascending, each entry's position among them) by a
+    count over ``size`` slots: linear time, no sort (``torch.unique`` sorts)."""
+    rows = torch.bincount(index, minlength=size).nonzero().view(-1)
+    slot = torch.empty(size, dtype=torch.int64, device=index.device)
+    slot[rows] = torch.arange(len(rows), device=index.device)
+    return rows, slot[index]
+
+
 class BPRMF(TripleNetModel, Recommender):
     """Matrix factorisation with the BPR pairwise loss, trained by the generic `Trainer`.
 
     ``backend``: "numba" runs a compiled epoch on the CPU (Adagrad/SGD), "torch" uses autograd
     with sparse gradients (any device, any optimiser), "auto" picks numba on CPU when it applies.
     ``patience`` enables early stopping on the ``validate`` callable given to :meth:`fit`.
+    ``threads``: threads of the compiled epoch (Hogwild above 1: faster, not bit-reproducible).
     """
 
     name = "bprmf"
@@ -107,6 +227,7 @@ class BPRMF(TripleNetModel, Recommender):
         "patience": Int(low=1, none_ok=True),
         "validate_every": Int(low=1),
         "backend": Choice(BACKENDS),
+        "threads": Int(low=1, high=1024),
         "device": DEVICE,
         "seed": SEED,
     }
@@ -124,6 +245,7 @@ class BPRMF(TripleNetModel, Recommender):
         patience: int | None = None,
         validate_every: int = 1,
         backend: str = "auto",
+        threads: int = 1,
         device: str | None = None,
         seed: int = 0,
     ):
@@ -138,6 +260,7 @@ class BPRMF(TripleNetModel, Recommender):
         self.patience = patience
         self.validate_every = validate_every
         self.backend = backend
+        self.threads = threads
         self.device = device
         self.seed = seed
 
@@ -234,7 +357,12 @@ class BPRMF(TripleNetModel, Recommender):
             progress=progress,
             description=self.name,
         )
-        runner = NumbaBPRRunner(self.net_, trainer) if backend == "numba" else None
+        if backend == "numba":
+            runner = NumbaBPRRunner(self.net_, trainer, int(self.threads))
+        elif self.optimizer in ("adagrad", "sgd"):
+            runner = TorchBPRRunner(self.net_, trainer)
+        else:  # Adam: autograd with sparse gradients and torch's SparseAdam
+            runner = None
         self.fitted_ = True  # validation callables score the model during training
         self.history_ = trainer.fit(self.net_, sampler, runner)
         self.best_epoch_ = trainer.best_epoch if validate is not None else None

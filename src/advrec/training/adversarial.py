@@ -36,9 +36,13 @@ class AdversarialRegularizer:
             return clean_loss
         return module.loss(batch, l2=False)
 
-    def perturbation(self, module, batch, clean_loss: torch.Tensor | None = None
-                     ) -> dict[str, torch.Tensor]:
-        """Δ for this batch: FGSM on the clean ranking loss w.r.t. the chosen blocks."""
+    def perturbation(self, module, batch, clean_loss: torch.Tensor | None = None,
+                     reuse: bool = False) -> dict[str, torch.Tensor]:
+        """Δ for this batch: FGSM on the clean ranking loss w.r.t. the chosen blocks.
+
+        ``reuse`` (the training step) writes a sparse gradient's Δ into a zero table kept across
+        steps, whose touched rows the step zeroes again: no full-size allocation per batch.
+        """
         tables = module.blocks()
         unknown = set(self.blocks) - set(tables)
         if unknown:
@@ -53,9 +57,30 @@ class AdversarialRegularizer:
         else:
             grads = torch.autograd.grad(self._ranking_loss(module, batch, clean_loss),
                                         [tables[b] for b in self.blocks], retain_graph=True)
-        return {b: fgsm_direction(g, self.eps, self.norm).detach()
-                for b, g in zip(self.blocks, grads, strict=True)}
+        delta = {}
+        for b, g in zip(self.blocks, grads, strict=True):
+            out = None
+            if reuse and g.is_sparse:
+                g = g.coalesce()
+                out = self._buffer(b, g)
+                self._written[b] = g.indices()[0]
+            delta[b] = fgsm_direction(g, self.eps, self.norm, out=out).detach()
+        return delta
+
+    def _buffer(self, block: str, grad: torch.Tensor) -> torch.Tensor:
+        """The kept zero table of ``block``, (re)made when the shape or device changes."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        self.__dict__.setdefault("_written", {})
+        buf = buffers.get(block)
+        if buf is None or buf.shape != grad.shape or buf.device != grad.device:
+            buf = buffers[block] = torch.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
+        return buf
 
     def __call__(self, module, batch, clean_loss: torch.Tensor) -> torch.Tensor:
-        delta = self.perturbation(module, batch, clean_loss)
-        return self.reg * module.loss(batch, perturbation=delta, l2=False)
+        delta = self.perturbation(module, batch, clean_loss, reuse=True)
+        loss = self.reg * module.loss(batch, perturbation=delta, l2=False)
+        # the forward pass has gathered its rows of Δ: zero them for the next step
+        for block, rows in self.__dict__.get("_written", {}).items():
+            self._buffers[block].index_fill_(0, rows, 0.0)
+        self.__dict__.get("_written", {}).clear()
+        return loss

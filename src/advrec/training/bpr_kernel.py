@@ -44,19 +44,6 @@ def bpr_terms(x):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def l2_direction_rows(grad, n_rows, eps, out):
-    """out[a] = eps · grad[a] / ‖grad[a]‖ for the first ``n_rows`` slots (zero rows stay zero)."""
-    d = grad.shape[1]
-    for a in range(n_rows):
-        s = 0.0
-        for k in range(d):
-            s += grad[a, k] * grad[a, k]
-        scale = eps / math.sqrt(s) if s > 0.0 else 0.0
-        for k in range(d):
-            out[a, k] = grad[a, k] * scale
-
-
-@njit(cache=True, nogil=True, fastmath=True)
 def _slot(row, slots, rows, n):
     """The batch-local slot of ``row`` (assigned on first sight); returns (slot, new count)."""
     s = slots[row]
@@ -103,6 +90,53 @@ def _apply(param, grad, acc, count, rows, n_rows, lr, reg, opt, slots):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def perturbed_rows(table, grad, rows, n_rows, eps, out):
+    """out[a] = table[rows[a]] + eps · grad[a] / ‖grad[a]‖: the batch's perturbed rows, built
+    once per distinct row (a zero gradient or eps = 0 leaves the clean row)."""
+    d = grad.shape[1]
+    e = np.float32(eps)
+    for a in range(n_rows):
+        s = np.float32(0.0)
+        for k in range(d):
+            s += grad[a, k] * grad[a, k]
+        scale = e / np.sqrt(s) if s > 0 else np.float32(0.0)
+        r = rows[a]
+        for k in range(d):
+            out[a, k] = table[r, k] + grad[a, k] * scale
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _adversarial_pass(P, Q, users, pos, neg, start, end, nu, ni, adv_eps, adv_reg, adv_user,
+                      adv_item, work):
+    """APR's term for one batch: λ·∇L_BPR(Θ + Δ) added to the batch gradient, Δ = FGSM of the
+    batch's clean gradient (held constant). The perturbed rows live in batch-local slots, so the
+    pass reads only cache-resident buffers and costs one margin and one scatter per triple."""
+    g_p, g_q, tp, tq = work[0], work[1], work[2], work[3]
+    rows_u, rows_i, trip, diff = work[8], work[9], work[10], work[11]
+    d = P.shape[1]
+    perturbed_rows(P, g_p, rows_u, nu, adv_eps if adv_user else 0.0, tp)
+    perturbed_rows(Q, g_q, rows_i, ni, adv_eps if adv_item else 0.0, tq)
+    lam = np.float32(adv_reg)
+    for t in range(start, end):
+        b = t - start
+        su, si, sj = trip[b, 0], trip[b, 1], trip[b, 2]
+        pu, qi, qj = tp[su], tq[si], tq[sj]
+        x = np.float32(0.0)
+        for k in range(d):
+            dk = qi[k] - qj[k]
+            diff[k] = dk
+            x += pu[k] * dk
+        g = lam * np.float32(bpr_terms(x)[1])
+        gp, gi, gj = g_p[su], g_q[si], g_q[sj]
+        for k in range(d):
+            gp[k] += g * diff[k]
+        for k in range(d):
+            gi[k] += g * pu[k]
+        for k in range(d):
+            gj[k] -= g * pu[k]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def bpr_epoch(
     P, Q, users, pos, neg, batch_size, lr, reg, opt, acc_p, acc_q, adv_eps, adv_reg,
     adv_user, adv_item, work
@@ -112,7 +146,7 @@ def bpr_epoch(
     Gradients accumulate in batch-local slots (one per distinct user / item of the batch), so
     the buffers stay small and cache-resident whatever the size of the tables.
     """
-    g_p, g_q, dp, dq, cnt_u, cnt_i, slot_u, slot_i, rows_u, rows_i, trip = work
+    g_p, g_q, _, _, cnt_u, cnt_i, slot_u, slot_i, rows_u, rows_i, trip, diff = work
     n, d = len(users), P.shape[1]
     total = 0.0
     for start in range(0, n, batch_size):
@@ -131,47 +165,41 @@ def bpr_epoch(
             cnt_u[su] += 1
             cnt_i[si] += 1
             cnt_i[sj] += 1
+            pu, qi, qj = P[u], Q[i], Q[j]
             x = np.float32(0.0)  # float32 like the tables (and PyTorch): twice the SIMD width
             for k in range(d):
-                x += P[u, k] * (Q[i, k] - Q[j, k])
+                dk = qi[k] - qj[k]
+                diff[k] = dk
+                x += pu[k] * dk
             if reg > 0.0:
                 sq = np.float32(0.0)
                 for k in range(d):
-                    sq += P[u, k] * P[u, k] + Q[i, k] * Q[i, k] + Q[j, k] * Q[j, k]
+                    sq += pu[k] * pu[k] + qi[k] * qi[k] + qj[k] * qj[k]
                 total += reg * sq
             loss, dx = bpr_terms(x)
             total += loss
             g = np.float32(dx)
+            # one store stream per loop (the scratch row breaks the possible aliasing between
+            # the tables and the gradient buffers that keeps a fused loop scalar)
+            gp, gi, gj = g_p[su], g_q[si], g_q[sj]
             for k in range(d):
-                pu = P[u, k]
-                g_p[su, k] += g * (Q[i, k] - Q[j, k])
-                g_q[si, k] += g * pu
-                g_q[sj, k] -= g * pu
+                gp[k] += g * diff[k]
+            for k in range(d):
+                gi[k] += g * pu[k]
+            for k in range(d):
+                gj[k] -= g * pu[k]
         if adv_reg > 0.0:
-            # FGSM direction from the clean BPR gradient of this batch (Δ is a constant).
-            l2_direction_rows(g_p, nu, adv_eps if adv_user else 0.0, dp)
-            l2_direction_rows(g_q, ni, adv_eps if adv_item else 0.0, dq)
-            for t in range(start, end):
-                u, i, j = users[t], pos[t], neg[t]
-                b = t - start
-                su, si, sj = trip[b, 0], trip[b, 1], trip[b, 2]
-                x = np.float32(0.0)
-                for k in range(d):
-                    x += (P[u, k] + dp[su, k]) * ((Q[i, k] + dq[si, k]) - (Q[j, k] + dq[sj, k]))
-                g = np.float32(adv_reg * bpr_terms(x)[1])
-                for k in range(d):
-                    pu = P[u, k] + dp[su, k]
-                    g_p[su, k] += g * ((Q[i, k] + dq[si, k]) - (Q[j, k] + dq[sj, k]))
-                    g_q[si, k] += g * pu
-                    g_q[sj, k] -= g * pu
+            _adversarial_pass(P, Q, users, pos, neg, start, end, nu, ni, adv_eps, adv_reg,
+                              adv_user, adv_item, work)
         _apply(P, g_p, acc_p, cnt_u, rows_u, nu, lr, reg, opt, slot_u)
         _apply(Q, g_q, acc_q, cnt_i, rows_i, ni, lr, reg, opt, slot_i)
     return total
 
 
 def make_workspace(n_users: int, n_items: int, dim: int, batch_size: int, adversarial: bool):
-    """Scratch buffers reused by every epoch: batch-local gradients and perturbations, slot maps
-    (table row → batch slot, -1 when absent), touched-row lists and each triple's slots."""
+    """Scratch buffers reused by every epoch: batch-local gradients and perturbed rows, slot maps
+    (table row → batch slot, -1 when absent), touched-row lists, each triple's slots and one
+    row of scratch."""
     f32 = np.float32
     bu, bi = min(n_users, batch_size), min(n_items, 2 * batch_size)
     return (
@@ -186,4 +214,16 @@ def make_workspace(n_users: int, n_items: int, dim: int, batch_size: int, advers
         np.zeros(bu, np.int64),
         np.zeros(bi, np.int64),
         np.zeros((batch_size, 3), np.int64),
+        np.zeros(dim, f32),
     )
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) :func:`bpr_epoch` with the argument types of a real fit,
+    on a tiny problem."""
+    f32 = np.float32
+    P, Q = np.zeros((2, 2), f32), np.zeros((3, 2), f32)
+    idx = np.zeros(1, np.int64)
+    work = make_workspace(2, 3, 2, 1, adversarial=True)
+    bpr_epoch(P, Q, idx, idx, idx + 1, 1, 0.05, 0.0, ADAGRAD, np.ones_like(P), np.ones_like(Q),
+              0.5, 1.0, True, True, work)

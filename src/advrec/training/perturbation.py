@@ -27,16 +27,20 @@ def check_norm(norm: str) -> str:
     return norm
 
 
-def fgsm_direction(grad: torch.Tensor, eps: float, norm: str = "l2") -> torch.Tensor:
+def fgsm_direction(grad: torch.Tensor, eps: float, norm: str = "l2",
+                   out: torch.Tensor | None = None) -> torch.Tensor:
     """The fast-gradient step of size ``eps`` along ``grad``.
 
     ``"l2"`` (APR form, He et al. SIGIR'18): Δ = ε·g/‖g‖ with the norm taken per row (per user /
     per item embedding); rows whose gradient is zero stay zero. ``"linf"`` (Goodfellow et al.,
-    ICLR'15): Δ = ε·sign(g).
+    ICLR'15): Δ = ε·sign(g). A sparse ``grad`` (embedding rows) gives a full-size Δ that is zero
+    off the touched rows; ``out``, when given, is that full-size zero tensor, reused (only the
+    touched rows are written: the caller zeroes them again).
     """
     if grad.is_sparse:  # embedding gradients: normalise only the rows the batch touched
         grad = grad.coalesce()
-        out = torch.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
+        if out is None:
+            out = torch.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
         out[grad.indices()[0]] = fgsm_direction(grad.values(), eps, norm)
         return out
     if check_norm(norm) == "linf":

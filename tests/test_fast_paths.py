@@ -129,3 +129,21 @@ def test_an_eps_sweep_computes_the_fgsm_gradient_once_per_model(tmp_path, monkey
     summary = run_experiment(config)
     assert summary.done_now == 7
     assert calls == ["both", "item"]  # one gradient per option set, not one per ε
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("neumf", {"epochs": 1, "adv_reg": 1.0, "batch_size": 1024}),
+    ("multvae", {"epochs": 2, "adv_reg": 1.0}),  # opts out: the same path both times
+])
+def test_shared_clean_backward_equals_differentiating_the_whole_objective(
+        ml500, monkeypatch, name, params):
+    from advrec.models.registry import get_model
+
+    cls = get_model(name)
+    fast = cls(seed=0, **params).fit(ml500[0], progress=False)
+    monkeypatch.setattr(AdversarialRegularizer, "backward", lambda self, module, batch, loss: (
+        loss + self(module, batch, loss)).backward())
+    whole = cls(seed=0, **params).fit(ml500[0], progress=False)
+    for key, value in fast.net_.state_dict().items():
+        torch.testing.assert_close(value, whole.net_.state_dict()[key], atol=1e-5, rtol=1e-4,
+                                   msg=key)

@@ -63,6 +63,10 @@ class MultVAENet(nn.Module):
 
     block_names = ("encoder", "decoder")
 
+    # β's anneal step is counted by a hook on each backward: the adversarial step must stay
+    # one backward of the whole objective (see AdversarialRegularizer.backward)
+    shared_backward = False
+
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_items: int,
                  hidden_dims: Sequence[int] = (600,), latent_dim: int = 200,
                  dropout: float = 0.5, variational: bool = True, reg: float = 0.0,

@@ -76,11 +76,49 @@ class AdversarialRegularizer:
             buf = buffers[block] = torch.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
         return buf
 
+    def backward(self, module, batch, clean_loss: torch.Tensor) -> None:
+        """Accumulate ∇(L + λ·L(Θ + Δ)) into the parameters' ``.grad``, Δ from the same batch.
+
+        When the clean loss is the ranking loss (no L2) and every perturbed block is trained,
+        one backward of the clean loss gives both Δ's gradient (the blocks' ``.grad``) and the
+        clean part of the step, so an adversarial step costs two forward/backward passes, not
+        the three of differentiating Δ's loss apart. Otherwise (or with the module's
+        ``shared_backward = False``) the objective is differentiated as a whole (the same
+        gradient).
+        """
+        tables = module.blocks()
+        shared = (not getattr(module, "reg", 0) and getattr(module, "shared_backward", True)
+                  and type(self).perturbation is AdversarialRegularizer.perturbation
+                  and type(self).__call__ is AdversarialRegularizer.__call__
+                  and all(b in tables and tables[b].requires_grad
+                          and tables[b].grad is None for b in self.blocks))
+        if not shared:
+            (clean_loss + self(module, batch, clean_loss)).backward()
+            return
+        clean_loss.backward()
+        delta = {}
+        for b in self.blocks:
+            g = tables[b].grad
+            if g is None:  # the loss does not reach this block: Δ = 0 there
+                g = torch.zeros_like(tables[b])
+            elif g.is_sparse:
+                g = g.coalesce()
+                self.__dict__.setdefault("_written", {})[b] = g.indices()[0]
+                delta[b] = fgsm_direction(g, self.eps, self.norm, out=self._buffer(b, g))
+                continue
+            delta[b] = fgsm_direction(g.detach(), self.eps, self.norm)
+        (self.reg * module.loss(batch, perturbation=delta, l2=False)).backward()
+        self._clear_written()
+
+    def _clear_written(self) -> None:
+        """Zero the rows of the kept Δ tables the last step wrote."""
+        written = self.__dict__.get("_written", {})
+        for block, rows in written.items():
+            self._buffers[block].index_fill_(0, rows, 0.0)
+        written.clear()
+
     def __call__(self, module, batch, clean_loss: torch.Tensor) -> torch.Tensor:
         delta = self.perturbation(module, batch, clean_loss, reuse=True)
         loss = self.reg * module.loss(batch, perturbation=delta, l2=False)
-        # the forward pass has gathered its rows of Δ: zero them for the next step
-        for block, rows in self.__dict__.get("_written", {}).items():
-            self._buffers[block].index_fill_(0, rows, 0.0)
-        self.__dict__.get("_written", {}).clear()
+        self._clear_written()  # the forward pass has gathered its rows of Δ
         return loss

@@ -90,10 +90,12 @@ class TorchEpochRunner:
             batch = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays)
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.module.loss(batch)
-            objective = (
-                loss if regularizer is None else loss + regularizer(self.module, batch, loss)
-            )
-            objective.backward()
+            if regularizer is None:
+                loss.backward()
+            elif hasattr(regularizer, "backward"):  # one clean backward serves Δ and the step
+                regularizer.backward(self.module, batch, loss)
+            else:
+                (loss + regularizer(self.module, batch, loss)).backward()
             self.optimizer.step()
             total += float(loss.detach())
             count += len(arrays[0])

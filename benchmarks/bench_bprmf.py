@@ -164,7 +164,7 @@ def run_advrec(train, evaluator, args, backend: str, optimizer: str, batch_size:
     log(f"advrec {backend} {optimizer} batch {batch_size} lr {lr}")
     model = BPRMF(n_factors=args.dim, epochs=args.epochs, batch_size=batch_size,
                   optimizer=optimizer, lr=lr, reg=0.0, init_std=0.01, backend=backend,
-                  device="cpu", seed=args.seed)
+                  threads=args.threads, device="cpu", seed=args.seed)
     model.fit(train, progress=False)
     seconds = [h["seconds"] for h in model.history_]
     settings = dict(dim=args.dim, optimizer=optimizer, batch_size=batch_size, lr=lr, reg=0.0,

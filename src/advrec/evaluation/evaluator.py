@@ -143,16 +143,20 @@ class _Chunk:
     covered: torch.Tensor | None = None
 
 
-_pools: dict[int, Any] = {}
+_pools: dict[tuple[int, int], Any] = {}
 
 
 def _pool(threads: int):
-    """A process-wide thread pool of that size (the compiled counter runs GIL-free in it)."""
-    if threads not in _pools:
+    """A thread pool of that size for this process (a forked child makes its own: the parent's
+    threads do not exist there); the compiled counter runs GIL-free in it."""
+    import os
+
+    key = (os.getpid(), threads)
+    if key not in _pools:
         from concurrent.futures import ThreadPoolExecutor
 
-        _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="advrec-eval")
-    return _pools[threads]
+        _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="advrec-eval")
+    return _pools[key]
 
 
 def _sort_rows(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:

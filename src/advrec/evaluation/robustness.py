@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from advrec._lazy import lazy
-from advrec.attacks.perturbation import check_targets, perturb, perturbed_scorer
+from advrec.attacks.perturbation import check_targets, fgsm_gradient, perturb, perturbed_scorer
 from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError
 from advrec.evaluation.evaluator import EvaluationResult, Evaluator
@@ -69,12 +69,21 @@ def epsilon_sweep(model, train: Interactions, evaluator: Evaluator,
                   eps_values: Sequence[float] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
                   methods: Sequence[str] = ("fgsm", "random"), **attack_options
                   ) -> list[AttackOutcome]:
-    """Every (method, ε) pair against one clean evaluation of ``model``."""
+    """Every (method, ε) pair against one clean evaluation of ``model``; FGSM's gradient, which
+    does not depend on ε, is computed once for the whole sweep."""
     if not eps_values:
         raise ConfigError("eps_values must not be empty")
     before = evaluator.evaluate(model)
-    return [attack_and_evaluate(model, train, evaluator, method, eps, before, **attack_options)
-            for method in methods for eps in eps_values]
+    outcomes = []
+    for method in methods:
+        options = dict(attack_options)
+        if method == "fgsm":
+            given = {k: v for k, v in attack_options.items()
+                     if k in ("blocks", "targets", "mode", "seed")}
+            options["gradient"] = fgsm_gradient(model, train, **given)
+        outcomes += [attack_and_evaluate(model, train, evaluator, method, eps, before, **options)
+                     for eps in eps_values]
+    return outcomes
 
 
 def target_hit_ratio(scorer, train: Interactions, targets, k: int = 10,

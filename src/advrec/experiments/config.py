@@ -49,7 +49,8 @@ from advrec.vocabulary import (
 )
 
 SEQUENCE_PARAMS = {"adv_blocks"}  # model parameters whose value itself is a list
-NOT_MODEL_PARAMS = {"device", "seed", "patience", "validate_every"}  # set by the experiment
+# set by the experiment (threads: cells run one thread each, bit-reproducible)
+NOT_MODEL_PARAMS = {"device", "seed", "patience", "validate_every", "threads"}
 
 
 MAX_FILE_BYTES = 1 << 20  # an experiment file is a few kB; 1 MiB is generous

@@ -50,7 +50,7 @@ class AdversarialRegularizer:
                               f"the model has {sorted(tables)}")
         fixed = [b for b in self.blocks if not tables[b].requires_grad]
         if fixed:  # content features are not trained: differentiate at a zero Δ on them
-            zeros = {b: torch.zeros_like(tables[b], requires_grad=True) for b in fixed}
+            zeros = {b: self._zero_leaf(b, tables[b]) for b in fixed}
             loss = module.loss(batch, perturbation=zeros, l2=False)
             leaves = [zeros[b] if b in zeros else tables[b] for b in self.blocks]
             grads = torch.autograd.grad(loss, leaves)
@@ -66,6 +66,15 @@ class AdversarialRegularizer:
                 self._written[b] = g.indices()[0]
             delta[b] = fgsm_direction(g, self.eps, self.norm, out=out).detach()
         return delta
+
+    def _zero_leaf(self, block: str, table: torch.Tensor) -> torch.Tensor:
+        """A zero Δ of ``table``'s shape to differentiate at, kept across steps (``autograd.grad``
+        never writes into it)."""
+        leaves = self.__dict__.setdefault("_zero_leaves", {})
+        leaf = leaves.get(block)
+        if leaf is None or leaf.shape != table.shape or leaf.device != table.device:
+            leaf = leaves[block] = torch.zeros_like(table, requires_grad=True)
+        return leaf
 
     def _buffer(self, block: str, grad: torch.Tensor) -> torch.Tensor:
         """The kept zero table of ``block``, (re)made when the shape or device changes."""

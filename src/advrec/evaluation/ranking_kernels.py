@@ -49,13 +49,10 @@ def candidates_at_least(scores, thresholds, n_thresholds, train_ptr, train_idx, 
         for p in range(e0, e1):
             excluded[n_ex] = row[test_idx[p]]
             n_ex += 1
-        ex = np.sort(excluded[:n_ex])  # ascending; walked from the top as thresholds descend
-        top = n_ex  # ex[top:] are the excluded scores >= the current threshold
+        ex = excluded[:n_ex]  # gathered once; counted by the same vectorised pass as the row
         for r in range(n_thresholds[b]):
             t = thresholds[b, r]
-            while top > 0 and ex[top - 1] >= t:
-                top -= 1
-            c = _count_row(row, t) - (n_ex - top)
+            c = _count_row(row, t) - _count_row(ex, t)
             if cap > 0 and c >= cap:
                 for rest in range(r, n_thresholds[b]):
                     out[b, rest] = cap

@@ -94,8 +94,9 @@ def test_hogwild_threads_train_as_well_and_one_thread_is_reproducible(ml500):
     assert torch.equal(one[0].net_.user, one[1].net_.user)
     two = BPRMF(epochs=5, seed=0, threads=2).fit(train, progress=False)
     a, b = ev.evaluate(one[0]).summary, ev.evaluate(two).summary
-    assert abs(a["auc"] - b["auc"]) < 0.01, (a, b)
-    assert abs(a["ndcg@10"] - b["ndcg@10"]) < 0.02, (a, b)
+    # Hogwild runs differ from one thread by ~0.001 here; seeds differ by up to 0.008 nDCG@10
+    assert abs(a["auc"] - b["auc"]) < 0.005, (a, b)
+    assert abs(a["ndcg@10"] - b["ndcg@10"]) < 0.005, (a, b)
     apr = APR(epochs=2, seed=0, threads=2).fit(train, init_from=two, progress=False)
     assert np.isfinite(apr.history_[-1]["loss"])
 

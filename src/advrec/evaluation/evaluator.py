@@ -381,23 +381,13 @@ class Evaluator:
         n_neg = self.n_items - n_train - n_rel
         if scores.device.type == "cpu" and self.n_items < _COUNT_EXACT:
             counts, positions = self._count_candidates(scores, rel, n_rel, start, stop)
-            covered = None
-            if self.coverage:
-                masked = scores.clone()
-                masked[rows, cols] = -torch.inf
-                covered = self._covered(masked, _kth_largest(masked, self.ks))
-            return _Chunk(positions, counts, n_neg, covered)
+            return _Chunk(positions, counts, n_neg, self._coverage_marks(scores, rows, cols))
         if width == 1:  # leave-one-out: one comparison pass, no sort
             train_ge = (scores[rows, cols] >= rel[rows, 0]).to(torch.int64)
             counts = _count_ge(scores, rel[:, 0]).to(scores.device).index_add_(
                 0, rows, train_ge, alpha=-1) - 1
             counts = counts.to(torch.float64)[:, None]
-            covered = None
-            if self.coverage:
-                masked = scores.clone()
-                masked[rows, cols] = -torch.inf
-                covered = self._covered(masked, _kth_largest(masked, self.ks))
-            return _Chunk(counts, counts, n_neg, covered)
+            return _Chunk(counts, counts, n_neg, self._coverage_marks(scores, rows, cols))
         masked = scores.clone()
         masked[rows, cols] = -torch.inf
         cand_sorted = _sort_rows(masked, inplace=not self.coverage)
@@ -442,6 +432,15 @@ class Evaluator:
         valid = slot[None, :] < n_rel[:, None]
         counts = torch.where(valid, counts, PAD)
         return counts, counts + slot.to(torch.float64)
+
+    def _coverage_marks(self, scores: torch.Tensor, rows, cols) -> torch.Tensor | None:
+        """Coverage marks of the chunk (None without coverage): training items masked on a copy,
+        each user's k-th best candidate by a partial partition."""
+        if not self.coverage:
+            return None
+        masked = scores.clone()
+        masked[rows, cols] = -torch.inf
+        return self._covered(masked, _kth_largest(masked, self.ks))
 
     def _covered(self, masked: torch.Tensor, kth: list[torch.Tensor | None]) -> torch.Tensor:
         """``[len(ks), n_items]``: items scoring at least some user's k-th best candidate score.

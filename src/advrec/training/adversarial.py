@@ -28,6 +28,11 @@ class AdversarialRegularizer:
         self.reg = float(reg)
         self.blocks = tuple(blocks)
         self.norm = check_norm(norm)
+        # kept across steps: zero Δ tables for sparse gradients (and the rows a step wrote into
+        # them), zero leaves for fixed blocks
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._written: dict[str, torch.Tensor] = {}
+        self._zero_leaves: dict[str, torch.Tensor] = {}
 
     @staticmethod
     def _ranking_loss(module, batch, clean_loss):
@@ -70,7 +75,7 @@ class AdversarialRegularizer:
     def _zero_leaf(self, block: str, table: torch.Tensor) -> torch.Tensor:
         """A zero Δ of ``table``'s shape to differentiate at, kept across steps (``autograd.grad``
         never writes into it)."""
-        leaves = self.__dict__.setdefault("_zero_leaves", {})
+        leaves = self._zero_leaves
         leaf = leaves.get(block)
         if leaf is None or leaf.shape != table.shape or leaf.device != table.device:
             leaf = leaves[block] = torch.zeros_like(table, requires_grad=True)
@@ -78,8 +83,7 @@ class AdversarialRegularizer:
 
     def _buffer(self, block: str, grad: torch.Tensor) -> torch.Tensor:
         """The kept zero table of ``block``, (re)made when the shape or device changes."""
-        buffers = self.__dict__.setdefault("_buffers", {})
-        self.__dict__.setdefault("_written", {})
+        buffers = self._buffers
         buf = buffers.get(block)
         if buf is None or buf.shape != grad.shape or buf.device != grad.device:
             buf = buffers[block] = torch.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
@@ -112,7 +116,7 @@ class AdversarialRegularizer:
                 g = torch.zeros_like(tables[b])
             elif g.is_sparse:
                 g = g.coalesce()
-                self.__dict__.setdefault("_written", {})[b] = g.indices()[0]
+                self._written[b] = g.indices()[0]
                 delta[b] = fgsm_direction(g, self.eps, self.norm, out=self._buffer(b, g))
                 continue
             delta[b] = fgsm_direction(g.detach(), self.eps, self.norm)
@@ -121,10 +125,9 @@ class AdversarialRegularizer:
 
     def _clear_written(self) -> None:
         """Zero the rows of the kept Δ tables the last step wrote."""
-        written = self.__dict__.get("_written", {})
-        for block, rows in written.items():
+        for block, rows in self._written.items():
             self._buffers[block].index_fill_(0, rows, 0.0)
-        written.clear()
+        self._written.clear()
 
     def __call__(self, module, batch, clean_loss: torch.Tensor) -> torch.Tensor:
         delta = self.perturbation(module, batch, clean_loss, reuse=True)

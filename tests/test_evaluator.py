@@ -22,6 +22,7 @@ from advrec.evaluation import (
     compare_results,
     paired_test,
 )
+from advrec.evaluation.evaluator import auto_chunk_size
 
 L3 = math.log2(3)
 
@@ -336,11 +337,21 @@ def test_test_outside_train_id_space_is_an_error():
 def test_bad_options_are_config_errors():
     train, test = split(np.array([[1, 2, 0]]))
     for kwargs in ({"protocol": "loo"}, {"ks": (0,)}, {"metrics": ("hr", "ndgc")},
-                   {"chunk_size": 0}, {"protocol": "sampled", "n_negatives": 0}):
+                   {"chunk_size": 0}, {"chunk_size": 2.5}, {"chunk_size": True},
+                   {"protocol": "sampled", "n_negatives": 0}):
         with pytest.raises(ConfigError):
             Evaluator(train, test, **kwargs)
     with pytest.raises(ConfigError):
         Evaluator(train, test).evaluate(42)
+
+
+def test_automatic_chunk_size_grows_only_on_small_catalogues():
+    assert auto_chunk_size(3706) == 2**22 // 3706 == 1131  # ML-1M
+    assert auto_chunk_size(38_048) == auto_chunk_size(10**7) == 256  # yelp2018 and beyond
+    assert auto_chunk_size(1) == 2**22
+    train, test = split(np.array([[1, 2, 0]]))
+    assert Evaluator(train, test).chunk_size == 2**22 // 3
+    assert Evaluator(train, test, chunk_size=5).chunk_size == 5
 
 
 def test_bad_scores_are_data_errors():
@@ -411,9 +422,13 @@ def test_popularity_on_movielens_500(data_dir):
     scorer = lambda users: popularity.expand(len(users), -1)  # noqa: E731
     a = Evaluator(train, test, ks=(10, 100), chunk_size=7).evaluate(scorer)
     b = Evaluator(train, test, ks=(10, 100), chunk_size=256).evaluate(scorer)
-    assert a.n_users == 500 and a.summary == b.summary
+    auto = Evaluator(train, test, ks=(10, 100))  # 2**22 // 3172 = 1322 users: one chunk here
+    assert auto.chunk_size == 1322
+    c = auto.evaluate(scorer)
+    assert a.n_users == 500 and a.summary == b.summary == c.summary
     for name in a.per_user:
         np.testing.assert_array_equal(a.per_user[name], b.per_user[name])
+        np.testing.assert_array_equal(a.per_user[name], c.per_user[name])
     s = a.summary
     assert 0.0 < s["hr@10"] < s["hr@100"] < 1.0
     assert s["ndcg@10"] < s["ndcg@100"] < s["hr@100"]

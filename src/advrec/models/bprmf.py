@@ -119,14 +119,17 @@ class TorchBPRRunner:
 
     def run_epoch(self, sampler: UniformSampler) -> float:
         device = self.net.user.device
-        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         adv = self.trainer.active_regularizer
+        # the epoch's triples go to the device in one copy each, sliced per batch there
+        users, pos, neg = (torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                           for a in sampler.triples())
+        size = self.trainer.batch_size
         with torch.no_grad():
-            for arrays in sampler.batches(self.trainer.batch_size):
-                batch = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
-                total += self._step(*batch, adv)  # summed on the device: no sync per batch
-                count += len(arrays[0])
-        return float(total) / max(count, 1)
+            for start in range(0, len(users), size):
+                stop = start + size
+                total += self._step(users[start:stop], pos[start:stop], neg[start:stop], adv)
+        return float(total) / max(len(users), 1)  # summed on the device: one sync per epoch
 
     def _step(self, users, pos, neg, adv) -> torch.Tensor:
         from advrec.training.perturbation import fgsm_direction

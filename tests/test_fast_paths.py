@@ -134,6 +134,8 @@ def test_an_eps_sweep_computes_the_fgsm_gradient_once_per_model(tmp_path, monkey
 
 @pytest.mark.parametrize(("name", "params"), [
     ("neumf", {"epochs": 1, "adv_reg": 1.0, "batch_size": 1024}),
+    ("neumf", {"epochs": 1, "adv_reg": 1.0, "batch_size": 1024, "reg": 1e-3}),  # L2 split off
+    ("lightgcn", {"epochs": 1, "adv_reg": 1.0, "n_layers": 2}),  # reg 1e-4: L2 split off
     ("multvae", {"epochs": 2, "adv_reg": 1.0}),  # opts out: the same path both times
 ])
 def test_shared_clean_backward_equals_differentiating_the_whole_objective(
@@ -142,9 +144,37 @@ def test_shared_clean_backward_equals_differentiating_the_whole_objective(
 
     cls = get_model(name)
     fast = cls(seed=0, **params).fit(ml500[0], progress=False)
-    monkeypatch.setattr(AdversarialRegularizer, "backward", lambda self, module, batch, loss: (
-        loss + self(module, batch, loss)).backward())
+
+    def whole_objective(self, module, batch):
+        clean = module.loss(batch)
+        (clean + self(module, batch, clean)).backward()
+        return clean.detach()
+
+    monkeypatch.setattr(AdversarialRegularizer, "backward", whole_objective)
     whole = cls(seed=0, **params).fit(ml500[0], progress=False)
     for key, value in fast.net_.state_dict().items():
         torch.testing.assert_close(value, whole.net_.state_dict()[key], atol=1e-5, rtol=1e-4,
                                    msg=key)
+    for a, b in zip(fast.history_, whole.history_, strict=True):  # the logged clean loss
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_a_split_l2_term_keeps_the_adversarial_step_at_two_forward_passes(ml500, monkeypatch):
+    """LightGCN (L2 on): the ranking loss, its adversarial twin and the L2 term alone; the
+    propagation (the costly forward) runs twice per step, not three times."""
+    from advrec.models import LightGCN
+    from advrec.models.lightgcn_net import LightGCNNet
+
+    calls = []
+    propagate = LightGCNNet.propagate
+
+    def counted(self, perturbation=None):
+        if torch.is_grad_enabled():
+            calls.append(bool(perturbation))
+        return propagate(self, perturbation)
+
+    monkeypatch.setattr(LightGCNNet, "propagate", counted)
+    model = LightGCN(epochs=1, adv_reg=1.0, n_layers=1, batch_size=4096, reg=1e-4, seed=0)
+    model.fit(ml500[0], progress=False)
+    steps = -(-len(ml500[0]) // 4096)
+    assert calls == [False, True] * steps

@@ -98,9 +98,15 @@ class LightGCNNet(nn.Module):
         u, i, j = u_all[users], i_all[pos], i_all[neg]
         loss = F.softplus(-((u * i).sum(-1) - (u * j).sum(-1))).sum()
         if l2 and self.reg > 0:
-            ego = (self.user[users], self.item[pos], self.item[neg])
-            loss = loss + 0.5 * self.reg * sum((t * t).sum() for t in ego)
+            loss = loss + self.l2_penalty(batch)
         return loss
+
+    def l2_penalty(self, batch) -> torch.Tensor:
+        """The loss's L2 term alone: reg/2 · Σ(‖e⁰_u‖² + ‖e⁰_i‖² + ‖e⁰_j‖²) over the batch
+        (``loss(batch) = loss(batch, l2=False) + l2_penalty(batch)``)."""
+        users, pos, neg = batch[0], batch[1], batch[2]
+        ego = (self.user[users], self.item[pos], self.item[neg])
+        return 0.5 * self.reg * sum((t * t).sum() for t in ego)
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor,
                     perturbation=None) -> torch.Tensor:

@@ -90,9 +90,15 @@ class NCFNet(nn.Module):
         loss = F.binary_cross_entropy_with_logits(self.logits(users, items, perturbation),
                                                   labels.float(), reduction="sum")
         if l2 and self.reg > 0:
-            rows = [t[users if n.endswith("user") else items] for n, t in self.blocks().items()]
-            loss = loss + self.reg * sum((r * r).sum() for r in rows)
+            loss = loss + self.l2_penalty(batch)
         return loss
+
+    def l2_penalty(self, batch) -> torch.Tensor:
+        """The loss's L2 term alone: reg · Σ‖embedding rows of the batch‖²
+        (``loss(batch) = loss(batch, l2=False) + l2_penalty(batch)``)."""
+        users, items = batch[0], batch[1]
+        rows = [t[users if n.endswith("user") else items] for n, t in self.blocks().items()]
+        return self.reg * sum((r * r).sum() for r in rows)
 
     def score(self, users: torch.Tensor, perturbation=None) -> torch.Tensor:
         """Logits of every item for ``users``, in chunks of at most PAIRS_PER_CHUNK pairs (the

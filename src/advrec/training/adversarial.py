@@ -89,26 +89,32 @@ class AdversarialRegularizer:
             buf = buffers[block] = torch.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
         return buf
 
-    def backward(self, module, batch, clean_loss: torch.Tensor) -> None:
-        """Accumulate ∇(L + λ·L(Θ + Δ)) into the parameters' ``.grad``, Δ from the same batch.
+    def backward(self, module, batch) -> torch.Tensor:
+        """Accumulate ∇(L + λ·L(Θ + Δ)) into the parameters' ``.grad``, Δ from the same batch;
+        returns the clean loss L (ranking loss + L2) for the log.
 
-        When the clean loss is the ranking loss (no L2) and every perturbed block is trained,
-        one backward of the clean loss gives both Δ's gradient (the blocks' ``.grad``) and the
-        clean part of the step, so an adversarial step costs two forward/backward passes, not
-        the three of differentiating Δ's loss apart. Otherwise (or with the module's
-        ``shared_backward = False``) the objective is differentiated as a whole (the same
-        gradient).
+        One backward of the clean ranking loss gives both Δ's gradient (the blocks' ``.grad``)
+        and the ranking part of the step; the L2 term (the module's ``l2_penalty``, split from
+        the ranking loss) joins the adversarial backward. So an adversarial step costs two
+        forward/backward passes, not the three of differentiating Δ's loss apart. A module with
+        L2 but no ``l2_penalty``, or with ``shared_backward = False``, is differentiated as a
+        whole objective (the same gradient).
         """
         tables = module.blocks()
-        shared = (not getattr(module, "reg", 0) and getattr(module, "shared_backward", True)
+        with_l2 = bool(getattr(module, "reg", 0))
+        shared = ((not with_l2 or hasattr(module, "l2_penalty"))
+                  and getattr(module, "shared_backward", True)
                   and type(self).perturbation is AdversarialRegularizer.perturbation
                   and type(self).__call__ is AdversarialRegularizer.__call__
                   and all(b in tables and tables[b].requires_grad
                           and tables[b].grad is None for b in self.blocks))
         if not shared:
-            (clean_loss + self(module, batch, clean_loss)).backward()
-            return
-        clean_loss.backward()
+            clean = module.loss(batch)
+            total = clean + self(module, batch, clean)
+            total.backward()
+            return clean.detach()
+        ranking = module.loss(batch, l2=False)
+        ranking.backward()
         delta = {}
         for b in self.blocks:
             g = tables[b].grad
@@ -120,8 +126,15 @@ class AdversarialRegularizer:
                 delta[b] = fgsm_direction(g, self.eps, self.norm, out=self._buffer(b, g))
                 continue
             delta[b] = fgsm_direction(g.detach(), self.eps, self.norm)
-        (self.reg * module.loss(batch, perturbation=delta, l2=False)).backward()
+        rest = self.reg * module.loss(batch, perturbation=delta, l2=False)
+        clean = ranking.detach()
+        if with_l2:
+            l2 = module.l2_penalty(batch)
+            rest = rest + l2
+            clean = clean + l2.detach()
+        rest.backward()
         self._clear_written()
+        return clean
 
     def _clear_written(self) -> None:
         """Zero the rows of the kept Δ tables the last step wrote."""

@@ -89,13 +89,14 @@ class TorchEpochRunner:
         for arrays in sampler.batches(self.trainer.batch_size):
             batch = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.module.loss(batch)
-            if regularizer is None:
-                loss.backward()
-            elif hasattr(regularizer, "backward"):  # one clean backward serves Δ and the step
-                regularizer.backward(self.module, batch, loss)
+            if regularizer is not None and hasattr(regularizer, "backward"):
+                # it builds the step's losses itself: one clean backward serves Δ and the step
+                loss = regularizer.backward(self.module, batch)
             else:
-                (loss + regularizer(self.module, batch, loss)).backward()
+                loss = self.module.loss(batch)
+                objective = loss if regularizer is None else (
+                    loss + regularizer(self.module, batch, loss))
+                objective.backward()
             self.optimizer.step()
             total += float(loss.detach())
             count += len(arrays[0])

@@ -3,10 +3,10 @@
 The floor is what any full-ranking evaluation must do at least: the score GEMM of every test user
 against every item (the faster of NumPy's and PyTorch's BLAS on this machine, in chunks of 256
 users or of the evaluator's automatic size, whichever is faster) plus ``topk`` at the largest
-cut-off. advrec's figure is one
-``Evaluator.evaluate`` of a BPR-MF (dim 64) at ks 10 and 20 without coverage (as experiments run
-it), the model's own ``score`` included: with hr, ndcg and recall (what the floor computes: the
-top-k), and with auc added (AUC needs every test item's exact rank, beyond the floor's work).
+cut-off. advrec's figure is one ``Evaluator.evaluate`` of a BPR-MF (dim 64) at ks 10 and 20
+without coverage (as experiments run it), the model's own ``score`` included: with hr, ndcg
+and recall (what the floor computes: the top-k), and with auc added (AUC needs every test item's
+exact rank, beyond the floor's work).
 
     python benchmarks/bench_eval_floor.py [--threads 1] [--repeat 3] [--scale 0.25]
         [--datasets ml-1m-implicit yelp2018-lightgcn ml-20m-synthetic]

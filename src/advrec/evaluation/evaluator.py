@@ -19,6 +19,7 @@ from advrec.data.interactions import Interactions
 from advrec.errors import ConfigError, DataError
 from advrec.evaluation.metrics import ALL_METRICS, PAD, check_ks, rank_metrics
 from advrec.evaluation.significance import compare_results
+from advrec.validation import check_int
 from advrec.vocabulary import PROTOCOLS
 
 sp = lazy("scipy.sparse")
@@ -259,10 +260,7 @@ class Evaluator:
         self.metrics = _check_metrics(metrics)
         if protocol not in PROTOCOLS:
             raise ConfigError(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
-        if chunk_size is not None and (not isinstance(chunk_size, int)
-                                       or isinstance(chunk_size, bool) or chunk_size < 1):
-            raise ConfigError(f"chunk_size must be a positive integer or None (automatic), got "
-                              f"{chunk_size!r}")
+        chunk_size = check_int(chunk_size, "chunk_size", low=1, none_ok=True)
         if protocol == "sampled" and (not isinstance(n_negatives, int) or n_negatives < 1):
             raise ConfigError(f"n_negatives must be a positive integer, got {n_negatives!r}")
         _check_split(train, test)

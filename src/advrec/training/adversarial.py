@@ -110,8 +110,7 @@ class AdversarialRegularizer:
                           and tables[b].grad is None for b in self.blocks))
         if not shared:
             clean = module.loss(batch)
-            total = clean + self(module, batch, clean)
-            total.backward()
+            (clean + self(module, batch, clean)).backward()
             return clean.detach()
         ranking = module.loss(batch, l2=False)
         ranking.backward()

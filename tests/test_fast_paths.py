@@ -136,7 +136,8 @@ def test_an_eps_sweep_computes_the_fgsm_gradient_once_per_model(tmp_path, monkey
     ("neumf", {"epochs": 1, "adv_reg": 1.0, "batch_size": 1024}),
     ("neumf", {"epochs": 1, "adv_reg": 1.0, "batch_size": 1024, "reg": 1e-3}),  # L2 split off
     ("lightgcn", {"epochs": 1, "adv_reg": 1.0, "n_layers": 2}),  # reg 1e-4: L2 split off
-    ("multvae", {"epochs": 2, "adv_reg": 1.0}),  # opts out: the same path both times
+    ("multvae", {"epochs": 2, "adv_reg": 1.0, "total_anneal_steps": 3}),  # β moves per update
+    ("multdae", {"epochs": 2, "adv_reg": 1.0}),  # reg 0.01/500: L2 split off
 ])
 def test_shared_clean_backward_equals_differentiating_the_whole_objective(
         ml500, monkeypatch, name, params):
@@ -157,6 +158,38 @@ def test_shared_clean_backward_equals_differentiating_the_whole_objective(
                                    msg=key)
     for a, b in zip(fast.history_, whole.history_, strict=True):  # the logged clean loss
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("params", [
+    {"corruption": 0.3},  # the mask of each step drawn once from its seed, for every loss
+    {"adv_scope": "row", "adv_blocks": ["user", "encoder", "decoder"]},
+])
+def test_acae_shared_backward_gives_each_steps_whole_objective_gradient(ml500, monkeypatch,
+                                                                         params):
+    """ACAE (one loss per noise source, L2 on): at every step of a fit, the shared backward's
+    gradient equals differentiating clean + Σ_b λ_b·L(Θ, n_b) as one objective. (Compared per
+    step: Adagrad's first steps are sign-like, so whole fits drift apart by rounding.)"""
+    from advrec.models import ACAE
+
+    shared = AdversarialRegularizer.backward
+    steps = []
+
+    def checked(self, module, batch):
+        params_ = [p for p in module.parameters() if p.requires_grad]
+        clean = module.loss(batch)
+        (clean + self(module, batch, clean)).backward()
+        whole = [p.grad.clone() for p in params_]
+        module.zero_grad(set_to_none=True)
+        logged = shared(self, module, batch)
+        for p, g in zip(params_, whole, strict=True):
+            torch.testing.assert_close(p.grad, g, atol=1e-6, rtol=1e-5)
+        assert float(logged) == pytest.approx(float(clean.detach()), rel=1e-6)
+        steps.append(1)
+        return logged
+
+    monkeypatch.setattr(AdversarialRegularizer, "backward", checked)
+    ACAE(epochs=1, adv_start_epoch=0, seed=0, **params).fit(ml500[0], progress=False)
+    assert len(steps) >= 10
 
 
 def test_a_split_l2_term_keeps_the_adversarial_step_at_two_forward_passes(ml500, monkeypatch):

@@ -172,24 +172,32 @@ def test_anneal_schedule():
 def test_the_step_counter_advances_once_per_update_and_travels_in_the_state_dict():
     net = tiny_net().train()
     batch = (USERS, torch.tensor([7]))
-    net.loss(batch).backward()
+    net.loss(batch).backward()  # a backward pass is not an update
+    torch.autograd.grad(net.loss(batch), [net.encoder])
+    assert net.anneal_step == 0
+    net.after_step()  # the Trainer's call after each optimiser step
     assert net.anneal_step == 1
-    torch.autograd.grad(net.loss(batch), [net.encoder])  # FGSM's gradient: no update
-    assert net.anneal_step == 1
-    (net.loss(batch) + net.loss(batch, perturbation={"encoder": torch.zeros(5, 4)},
-                                l2=False)).backward()  # one adversarial step, one update
+    beta = net.beta()
+    net.loss(batch, l2=False).backward()  # an adversarial step's two backward passes ...
+    net.loss(batch, perturbation={"encoder": torch.zeros(5, 4)}, l2=False).backward()
+    assert net.beta() == beta  # ... see one β
+    net.after_step()
     assert net.anneal_step == 2
     net.eval()
-    net.loss(batch).backward()  # not training
+    net.after_step()  # not training
     assert net.anneal_step == 2
     fresh = tiny_net(seed=5)
     fresh.load_state_dict(net.state_dict())
     assert fresh.anneal_step == 2
-    # a replaced bias (as a device move may do) is counted once, not twice or never
-    fresh.decoder_bias = torch.nn.Parameter(fresh.decoder_bias.detach().clone())
-    fresh.train()
-    fresh.loss(batch).backward()
-    assert fresh.anneal_step == 3
+
+
+def test_the_l2_penalty_is_the_l2_part_of_the_loss():
+    net = tiny_net(reg=0.3).train()
+    batch = (USERS, torch.tensor([7]))
+    split = net.loss(batch, l2=False) + net.l2_penalty(batch)
+    torch.testing.assert_close(net.loss(batch), split)
+    weights = sum((w * w).sum() for w in net._weights())
+    torch.testing.assert_close(net.l2_penalty(batch), len(USERS) * 0.3 * weights)
 
 
 # ----------------------------------------------------------------------------- the model

@@ -128,23 +128,17 @@ class PerSourceAdversarialRegularizer(AdversarialRegularizer):
                               f"{', '.join(SCOPES)}")
         self.weights, self.scope = weights, scope
 
-    def perturbation(self, module, batch, clean_loss: torch.Tensor | None = None
-                     ) -> dict[str, torch.Tensor]:
-        """n_b for this batch, for every source (FGSM on the clean loss w.r.t. each block)."""
-        if self.scope == "row" or self.norm != "l2":  # per row, or the sign: the base class's
-            return super().perturbation(module, batch, clean_loss)
-        tables = module.blocks()
-        unknown = set(self.blocks) - set(tables)
-        if unknown:
-            raise ConfigError(f"unknown parameter block(s) {sorted(unknown)}; "
-                              f"the model has {sorted(tables)}")
-        grads = torch.autograd.grad(self._ranking_loss(module, batch, clean_loss),
-                                    [tables[b] for b in self.blocks], retain_graph=True)
-        return {b: fgsm_direction(g.reshape(1, -1), self.eps, "l2").reshape(g.shape).detach()
-                for b, g in zip(self.blocks, grads, strict=True)}
+    def direction(self, grad: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """n_b of one source: ε·Γ/‖Γ‖ over the whole matrix ("matrix" scope, l2), else the base
+        class's per-row FGSM."""
+        if self.scope == "row" or self.norm != "l2":
+            return super().direction(grad, out)
+        if grad.is_sparse:
+            grad = grad.to_dense()
+        return fgsm_direction(grad.reshape(1, -1), self.eps, "l2").reshape(grad.shape)
 
-    def __call__(self, module, batch, clean_loss: torch.Tensor) -> torch.Tensor:
-        delta = self.perturbation(module, batch, clean_loss)
+    def adversarial_loss(self, module, batch, delta: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Σ_b λ_b·L(Θ, n_b): each source's loss with that source alone perturbed."""
         return sum(self.weights[b] * module.loss(batch, perturbation={b: delta[b]}, l2=False)
                    for b in self.blocks)
 

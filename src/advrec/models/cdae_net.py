@@ -154,6 +154,26 @@ class CDAENet(nn.Module):
         regulariser's, sees the same ỹ_u); in evaluation mode the input is clean. The L2 term is
         on the clean parameters (never on a perturbation).
         """
+        users, counts, negatives, (pos, items, offsets), values = self._inputs(batch)
+        z = self.hidden(users, items, offsets, values, perturbation)
+        decoder = self._table("decoder", perturbation)
+        neg_rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts,
+                                           output_size=len(negatives))
+        x_pos = (z[pos] * decoder[items]).sum(-1) + self.decoder_bias[items]
+        x_neg = (z[neg_rows] * decoder[negatives]).sum(-1) + self.decoder_bias[negatives]
+        loss = F.softplus(-x_pos).sum() + F.softplus(x_neg).sum()
+        if l2 and self.reg > 0:
+            loss = loss + self._penalty(users, items, values, negatives)
+        return loss
+
+    def l2_penalty(self, batch) -> torch.Tensor:
+        """The L2 part of :meth:`loss` (the same corruption mask from the batch's seed), apart so
+        that an adversarial step can add it to its second backward."""
+        users, _counts, negatives, (_pos, items, _offsets), values = self._inputs(batch)
+        return self._penalty(users, items, values, negatives)
+
+    def _inputs(self, batch):
+        """A batch's users, negative counts and items, observed rows and input values ỹ."""
         users = batch[0].reshape(-1)
         device = users.device
         if len(batch) >= 3:
@@ -166,20 +186,15 @@ class CDAENet(nn.Module):
         if noisy and len(batch) >= 4:
             gen = torch.Generator(device=device)
             gen.manual_seed(int(batch[3].reshape(-1)[0]))
-        pos, items, offsets = self.rows(users)
-        values = self.input_weights(len(items), gen, noisy, device)
-        z = self.hidden(users, items, offsets, values, perturbation)
-        decoder = self._table("decoder", perturbation)
-        neg_rows = torch.repeat_interleave(torch.arange(len(users), device=device), counts,
-                                           output_size=len(negatives))
-        x_pos = (z[pos] * decoder[items]).sum(-1) + self.decoder_bias[items]
-        x_neg = (z[neg_rows] * decoder[negatives]).sum(-1) + self.decoder_bias[negatives]
-        loss = F.softplus(-x_pos).sum() + F.softplus(x_neg).sum()
-        if l2 and self.reg > 0:
-            outputs = torch.cat([items, negatives])
-            kept = items[values != 0]
-            penalty = ((self.user[users] ** 2).sum() + len(users) * (self.encoder_bias ** 2).sum()
-                       + (self.encoder[kept] ** 2).sum() + (self.decoder[outputs] ** 2).sum()
-                       + (self.decoder_bias[outputs] ** 2).sum())
-            loss = loss + 0.5 * self.reg * penalty
-        return loss
+        rows = self.rows(users)
+        values = self.input_weights(len(rows[1]), gen, noisy, device)
+        return users, counts, negatives, rows, values
+
+    def _penalty(self, users, items, values, negatives) -> torch.Tensor:
+        """reg/2 · (‖V_u‖² + ‖b‖² per user, ‖W_j‖² per kept input, ‖W'_i‖² + b'_i² per output)."""
+        outputs = torch.cat([items, negatives])
+        kept = items[values != 0]
+        penalty = ((self.user[users] ** 2).sum() + len(users) * (self.encoder_bias ** 2).sum()
+                   + (self.encoder[kept] ** 2).sum() + (self.decoder[outputs] ** 2).sum()
+                   + (self.decoder_bias[outputs] ** 2).sum())
+        return 0.5 * self.reg * penalty

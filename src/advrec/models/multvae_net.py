@@ -55,17 +55,13 @@ class MultVAENet(nn.Module):
     ``decoder`` [n_items, d_last] (the last decoder weight, ``h @ decoderᵀ``) with
     ``decoder_bias``. The perturbable blocks are ``"encoder"`` and ``"decoder"``.
 
-    ``anneal_step`` counts optimiser updates (it advances once per backward pass in training
-    mode, when the decoder's bias receives its gradient, so the adversarial regulariser's extra
-    loss evaluations of a step do not advance it); it travels in ``state_dict()`` as the
-    module's extra state, so the Trainer's checkpoints restore it.
+    ``anneal_step`` counts optimiser updates: the Trainer calls :meth:`after_step` once after
+    each (so β is the same for every loss evaluation of one step, however many backward passes
+    the adversarial regulariser makes); it travels in ``state_dict()`` as the module's extra
+    state, so the Trainer's checkpoints restore it.
     """
 
     block_names = ("encoder", "decoder")
-
-    # β's anneal step is counted by a hook on each backward: the adversarial step must stay
-    # one backward of the whole objective (see AdversarialRegularizer.backward)
-    shared_backward = False
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_items: int,
                  hidden_dims: Sequence[int] = (600,), latent_dim: int = 200,
@@ -98,8 +94,6 @@ class MultVAENet(nn.Module):
                              persistent=False)
         self.register_buffer("indices", torch.tensor(np.asarray(indices), dtype=torch.int64),
                              persistent=False)
-        self._hooked: list = []  # the tensor the counting hook is on (a list: not registered)
-        self._ensure_hook()
 
     # ------------------------------------------------------------------ set-up, state
     def initialize(self, gen: torch.Generator) -> None:
@@ -123,15 +117,8 @@ class MultVAENet(nn.Module):
     def blocks(self) -> dict[str, torch.Tensor]:
         return {"encoder": self.encoder, "decoder": self.decoder}
 
-    def _ensure_hook(self) -> None:
-        """Count updates on the current ``decoder_bias`` (again if a device move replaced it)."""
-        if not self._hooked or self._hooked[0] is not self.decoder_bias:
-            self.decoder_bias.register_post_accumulate_grad_hook(self._count_update)
-            self._hooked[:] = [self.decoder_bias]
-
-    def _count_update(self, param: torch.Tensor) -> None:
-        if param is not self.decoder_bias:  # a replaced tensor's leftover hook
-            return
+    def after_step(self) -> None:
+        """One optimiser update done (the Trainer's hook): advance β's schedule."""
         if self.training:
             self.anneal_step += 1
 
@@ -240,8 +227,6 @@ class MultVAENet(nn.Module):
         """
         users = batch[0].reshape(-1)
         noisy = self.training
-        if noisy:
-            self._ensure_hook()
         gen = None
         if noisy and len(batch) > 1:
             gen = torch.Generator(device=users.device)
@@ -266,5 +251,11 @@ class MultVAENet(nn.Module):
         if kl is not None:
             loss = loss + self.beta() * kl
         if l2 and self.reg > 0:
-            loss = loss + len(users) * self.reg * sum((w * w).sum() for w in self._weights())
+            loss = loss + self.l2_penalty(batch)
         return loss
+
+    def l2_penalty(self, batch) -> torch.Tensor:
+        """B·reg·Σ‖W‖² over every weight matrix (B the batch's users): the L2 part of
+        :meth:`loss`, apart so that an adversarial step can add it to its second backward."""
+        n = batch[0].reshape(-1).shape[0]
+        return n * self.reg * sum((w * w).sum() for w in self._weights())

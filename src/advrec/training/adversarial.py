@@ -69,8 +69,17 @@ class AdversarialRegularizer:
                 g = g.coalesce()
                 out = self._buffer(b, g)
                 self._written[b] = g.indices()[0]
-            delta[b] = fgsm_direction(g, self.eps, self.norm, out=out).detach()
+            delta[b] = self.direction(g, out=out).detach()
         return delta
+
+    def direction(self, grad: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Δ of one block from its clean gradient: FGSM of each row (APR's ε·g/‖g‖ per row, or
+        the sign); a sparse gradient's Δ is written into ``out``."""
+        return fgsm_direction(grad, self.eps, self.norm, out=out)
+
+    def adversarial_loss(self, module, batch, delta: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The term added to the clean loss: λ·L(Θ + Δ), the ranking loss without L2."""
+        return self.reg * module.loss(batch, perturbation=delta, l2=False)
 
     def _zero_leaf(self, block: str, table: torch.Tensor) -> torch.Tensor:
         """A zero Δ of ``table``'s shape to differentiate at, kept across steps (``autograd.grad``
@@ -122,10 +131,10 @@ class AdversarialRegularizer:
             elif g.is_sparse:
                 g = g.coalesce()
                 self._written[b] = g.indices()[0]
-                delta[b] = fgsm_direction(g, self.eps, self.norm, out=self._buffer(b, g))
+                delta[b] = self.direction(g, out=self._buffer(b, g))
                 continue
-            delta[b] = fgsm_direction(g.detach(), self.eps, self.norm)
-        rest = self.reg * module.loss(batch, perturbation=delta, l2=False)
+            delta[b] = self.direction(g.detach())
+        rest = self.adversarial_loss(module, batch, delta)
         clean = ranking.detach()
         if with_l2:
             l2 = module.l2_penalty(batch)
@@ -143,6 +152,6 @@ class AdversarialRegularizer:
 
     def __call__(self, module, batch, clean_loss: torch.Tensor) -> torch.Tensor:
         delta = self.perturbation(module, batch, clean_loss, reuse=True)
-        loss = self.reg * module.loss(batch, perturbation=delta, l2=False)
+        loss = self.adversarial_loss(module, batch, delta)
         self._clear_written()  # the forward pass has gathered its rows of Δ
         return loss

@@ -27,7 +27,11 @@ Batch = tuple["torch.Tensor", ...]
 
 
 class TrainableModule(Protocol):
-    """What the Trainer drives: a ``torch.nn.Module`` with a summed batch loss."""
+    """What the Trainer drives: a ``torch.nn.Module`` with a summed batch loss.
+
+    Optional: ``after_step()``, called once after every optimiser update (e.g. Mult-VAE's KL
+    annealing counts updates), however many backward passes the update took.
+    """
 
     def parameters(self) -> Iterable[torch.nn.Parameter]: ...
     def state_dict(self) -> dict[str, torch.Tensor]: ...
@@ -82,6 +86,7 @@ class TorchEpochRunner:
             sparse=sparse,
             initial_accumulator=trainer.initial_accumulator,
         )
+        self.after_step = getattr(module, "after_step", None)
 
     def run_epoch(self, sampler: BatchSampler) -> float:
         total, count = 0.0, 0
@@ -98,6 +103,8 @@ class TorchEpochRunner:
                     loss + regularizer(self.module, batch, loss))
                 objective.backward()
             self.optimizer.step()
+            if self.after_step is not None:
+                self.after_step()
             total += float(loss.detach())
             count += len(arrays[0])
         return total / max(count, 1)
